@@ -1,0 +1,239 @@
+//! One connection's state: its socket, where it is in its life (HTTP
+//! handshake, open, closing), its unread input, a fragmented message being
+//! reassembled, its outbox, its session and state.
+//!
+//! Queuing a frame applies the backpressure rules of PROTOCOL.md §5 and §7
+//! here, in one place: past `max_outbox_bytes` an event is dropped (policy
+//! `drop`) or the connection is closed with 1013 (policy `close`).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mio::net::TcpStream;
+use serde_json::Value;
+
+use crate::config::{Config, SlowConsumerPolicy};
+use crate::frame::{self, CloseCode, OpCode, Utf8Stream};
+use crate::outbox::Outbox;
+use crate::stats::{bump, CoreStats};
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading the HTTP request.
+    Handshake,
+    /// A plain HTTP response is queued; the connection ends after it.
+    HttpReply,
+    /// Upgraded: frames flow.
+    Open,
+    /// Our close frame is queued or sent. Incoming data frames are
+    /// discarded; `peer_closed` once the client's close frame arrived.
+    Closing { peer_closed: bool },
+    /// Our write side is shut; reading and discarding until the client
+    /// closes, so the socket ends with FIN, not RST.
+    Draining,
+}
+
+/// A fragmented message being reassembled.
+#[derive(Debug)]
+pub(crate) struct Partial {
+    pub(crate) opcode: OpCode,
+    pub(crate) data: Vec<u8>,
+    pub(crate) utf8: Utf8Stream,
+}
+
+/// A frame was queued, dropped, or refused because the connection is
+/// closing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Queued {
+    Yes,
+    Dropped,
+    Closed,
+}
+
+/// Marks a timestamp that the loop fills in at its next tick.
+pub(crate) const STAMP_PENDING: u64 = u64::MAX;
+
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) phase: Phase,
+    pub(crate) channel: u16,
+    /// Bytes read but not yet consumed (a partial frame or request).
+    pub(crate) inbuf: Vec<u8>,
+    pub(crate) partial: Option<Box<Partial>>,
+    pub(crate) outbox: Outbox,
+    pub(crate) session: Option<Arc<Value>>,
+    pub(crate) state: Option<Box<dyn Any + Send>>,
+    /// Deferred requests not yet answered.
+    pub(crate) inflight: u32,
+    /// Loop time (ms) of the last frame received, the accept, or the start
+    /// of closing, depending on the phase.
+    pub(crate) since_ms: u64,
+    /// The close code to count in the stats (0 while none).
+    pub(crate) close_code: u16,
+    /// A close asked for by a handler, applied after its reply is queued.
+    pub(crate) close_request: Option<Box<(CloseCode, String)>>,
+    pub(crate) ping_sent: bool,
+    /// Frames were queued since the loop last listed this connection for a
+    /// flush.
+    pub(crate) dirty: bool,
+    /// `inbuf` holds complete frames left unprocessed by a pause.
+    pub(crate) stalled: bool,
+    /// Replies passed the outbox limit under policy `drop`: reading waits
+    /// for the outbox to drain.
+    pub(crate) outbox_full: bool,
+    /// The upgrade succeeded (the connection counts as open).
+    pub(crate) upgraded: bool,
+    /// The disconnect hook has yet to run.
+    pub(crate) disconnect_pending: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(stream: TcpStream, now_ms: u64) -> Conn {
+        Conn {
+            stream,
+            phase: Phase::Handshake,
+            channel: 0,
+            inbuf: Vec::new(),
+            partial: None,
+            outbox: Outbox::default(),
+            session: None,
+            state: None,
+            inflight: 0,
+            since_ms: now_ms,
+            close_code: 0,
+            close_request: None,
+            ping_sent: false,
+            dirty: false,
+            stalled: false,
+            outbox_full: false,
+            upgraded: false,
+            disconnect_pending: false,
+        }
+    }
+
+    /// Whether reading must wait (in-flight limit or full outbox).
+    pub(crate) fn read_blocked(&self, config: &Config) -> bool {
+        self.phase == Phase::Open
+            && (self.inflight as usize >= config.max_inflight_per_connection || self.outbox_full)
+    }
+
+    /// Queues a data frame under the backpressure rules. `is_event` marks
+    /// pub/sub events, the only frames policy `drop` may drop.
+    pub(crate) fn queue(
+        &mut self,
+        frame: Bytes,
+        is_event: bool,
+        config: &Config,
+        stats: &CoreStats,
+    ) -> Queued {
+        if self.phase != Phase::Open {
+            return Queued::Closed;
+        }
+        if self.outbox.would_exceed(frame.len(), config.max_outbox_bytes) {
+            match config.slow_consumer_policy {
+                SlowConsumerPolicy::Drop if is_event => {
+                    bump(&stats.events_dropped, 1);
+                    return Queued::Dropped;
+                }
+                SlowConsumerPolicy::Drop => self.outbox_full = true,
+                SlowConsumerPolicy::Close => {
+                    bump(&stats.slow_consumer_closes, 1);
+                    self.outbox.clear();
+                    self.start_close(CloseCode::TryAgain, "slow consumer");
+                    return Queued::Closed;
+                }
+            }
+        }
+        bump(&stats.messages_out, 1);
+        self.push_raw(frame);
+        Queued::Yes
+    }
+
+    /// Queues bytes with no accounting or limit (handshake responses and
+    /// control frames).
+    pub(crate) fn push_raw(&mut self, bytes: Bytes) {
+        self.outbox.push(bytes);
+        self.dirty = true;
+    }
+
+    /// Sends a close frame and stops taking data frames.
+    pub(crate) fn start_close(&mut self, code: CloseCode, reason: &str) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        self.partial = None;
+        self.close_code = code.as_u16();
+        self.push_raw(frame::encode_close(code, reason));
+        self.phase = Phase::Closing { peer_closed: false };
+        self.since_ms = STAMP_PENDING;
+    }
+
+    /// A close asked for by a handler: applied once its reply is queued.
+    pub(crate) fn request_close(&mut self, code: CloseCode, reason: &str) {
+        if self.close_request.is_none() {
+            self.close_request = Some(Box::new((code, reason.to_string())));
+        }
+    }
+
+    /// Applies a pending handler close.
+    pub(crate) fn apply_close_request(&mut self) {
+        if let Some(req) = self.close_request.take() {
+            self.start_close(req.0, &req.1);
+        }
+    }
+
+    /// Answers a plain HTTP request; the connection ends after it.
+    pub(crate) fn http_reply(&mut self, response: Vec<u8>) {
+        self.push_raw(Bytes::from(response));
+        self.phase = Phase::HttpReply;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let mut c = Conn::new(TcpStream::from_std(server), 0);
+        c.phase = Phase::Open;
+        (c, client)
+    }
+
+    #[test]
+    fn close_policy_closes_with_1013_and_frees_the_backlog() {
+        let (mut c, _client) = conn();
+        let stats = CoreStats::default();
+        let mut config = Config::default();
+        config.max_outbox_bytes = 1024;
+        let frame = Bytes::from(vec![0u8; 300]);
+        for _ in 0..3 {
+            assert_eq!(c.queue(frame.clone(), true, &config, &stats), Queued::Yes);
+        }
+        assert_eq!(c.queue(frame.clone(), true, &config, &stats), Queued::Closed);
+        assert_eq!(c.close_code, 1013);
+        assert!(c.outbox.queued_bytes() < 200, "only the close frame stays");
+        assert_eq!(c.queue(frame, false, &config, &stats), Queued::Closed);
+    }
+
+    #[test]
+    fn drop_policy_drops_events_and_pauses_on_replies() {
+        let (mut c, _client) = conn();
+        let stats = CoreStats::default();
+        let mut config = Config::default();
+        config.max_outbox_bytes = 1024;
+        config.slow_consumer_policy = SlowConsumerPolicy::Drop;
+        let frame = Bytes::from(vec![0u8; 600]);
+        assert_eq!(c.queue(frame.clone(), true, &config, &stats), Queued::Yes);
+        assert_eq!(c.queue(frame.clone(), true, &config, &stats), Queued::Dropped);
+        assert_eq!(stats.events_dropped.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(!c.read_blocked(&config));
+        assert_eq!(c.queue(frame, false, &config, &stats), Queued::Yes);
+        assert!(c.read_blocked(&config), "a reply over the limit pauses reading");
+        assert_eq!(c.phase, Phase::Open);
+    }
+}

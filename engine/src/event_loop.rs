@@ -1,0 +1,737 @@
+//! One core's loop: readiness events and inbox messages in, handler calls
+//! and socket writes out.
+//!
+//! Each turn: poll; accept; read ready sockets through one per-loop read
+//! buffer (a connection keeps bytes of its own only while a frame is
+//! incomplete, so an idle connection holds no buffer); run the frames
+//! through the pipeline; drain the inbox; check timers once per tick; then
+//! flush every connection that got frames this turn, one `writev` each.
+//! mio is edge-triggered, so a socket is read until `WouldBlock` or until a
+//! pause (in-flight limit), and a paused socket is read again explicitly
+//! when it resumes.
+
+use std::io::{self, Read};
+use std::net::Shutdown;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::connection::{Conn, Phase, STAMP_PENDING};
+use crate::frame::{self, CloseCode, ClosePayload, OpCode, Parse};
+use crate::http::{self, HttpResponse};
+use crate::ids::{ConnId, GenSlab};
+use crate::json::Member;
+use crate::pipeline::{self, Env};
+use crate::runtime::{Inbox, Shared};
+use crate::stats::bump;
+
+pub(crate) const LISTENER: Token = Token(1 << 40);
+pub(crate) const WAKER: Token = Token((1 << 40) + 1);
+
+/// Size of the per-loop read buffer.
+const READ_BUF: usize = 64 << 10;
+/// Reads per connection per turn before others get a go.
+const READS_PER_TURN: usize = 16;
+/// How long a stopping loop waits for clients to answer its close frames.
+const STOP_GRACE: Duration = Duration::from_millis(1000);
+
+pub(crate) struct EventLoop {
+    core: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+    conns: GenSlab<Conn>,
+    rbuf: Vec<u8>,
+    members: Vec<Member>,
+    scratch: String,
+    dirty: Vec<usize>,
+    to_read: Vec<usize>,
+    epoch: Instant,
+    now_ms: u64,
+    accept_paused: bool,
+    stop_deadline: Option<u64>,
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        core: usize,
+        poll: Poll,
+        mut listener: TcpListener,
+        shared: Arc<Shared>,
+    ) -> io::Result<EventLoop> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(EventLoop {
+            core,
+            poll,
+            listener: Some(listener),
+            shared,
+            conns: GenSlab::new(core),
+            rbuf: vec![0; READ_BUF],
+            members: Vec::with_capacity(16),
+            scratch: String::with_capacity(256),
+            dirty: Vec::new(),
+            to_read: Vec::new(),
+            epoch: Instant::now(),
+            now_ms: 0,
+            accept_paused: false,
+            stop_deadline: None,
+        })
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let tick = self.shared.config.tick();
+        let tick_ms = tick.as_millis() as u64;
+        let mut next_tick = tick_ms;
+        loop {
+            let timeout = if self.to_read.is_empty() {
+                Duration::from_millis(next_tick.saturating_sub(self.now_ms))
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("switchyard: poll failed on loop {}: {e}", self.core);
+                    break;
+                }
+            }
+            self.now_ms = self.epoch.elapsed().as_millis() as u64;
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(slot) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.pump(slot);
+                        }
+                        if event.is_writable() {
+                            self.dirty.push(slot);
+                        }
+                    }
+                }
+            }
+            self.drain_inbox();
+            for slot in std::mem::take(&mut self.to_read) {
+                self.pump(slot);
+            }
+            if self.now_ms >= next_tick {
+                self.on_tick();
+                next_tick = self.now_ms + tick_ms;
+            }
+            self.flush_dirty();
+            if let Some(deadline) = self.stop_deadline {
+                if self.conns.len() == 0 || self.now_ms >= deadline {
+                    for id in self.conns.keys() {
+                        self.remove(ConnId::from_raw(id));
+                    }
+                    break;
+                }
+                next_tick = next_tick.min(self.now_ms + 10);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        let Some(listener) = &self.listener else { return };
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let open = self.shared.open_connections.fetch_add(1, Ordering::Relaxed);
+                    if open >= self.shared.config.max_connections {
+                        self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+                        drop(stream);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let conn = Conn::new(stream, self.now_ms);
+                    let raw = match self.conns.insert(conn) {
+                        Ok(raw) => raw,
+                        Err(_) => {
+                            self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    };
+                    let conn = self.conns.get_mut(raw).expect("just inserted");
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if let Err(e) = self
+                        .poll
+                        .registry()
+                        .register(&mut conn.stream, Token(raw.slot), interest)
+                    {
+                        log::warn!("switchyard: register failed: {e}");
+                        self.conns.remove(raw);
+                        self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of file descriptors or similar: stop accepting until
+                    // the next tick instead of spinning.
+                    log::warn!("switchyard: accept failed: {e}");
+                    self.accept_paused = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads a connection until `WouldBlock`, a pause, or its share of the
+    /// turn, running every complete frame through the pipeline.
+    fn pump(&mut self, slot: usize) {
+        let EventLoop {
+            shared,
+            core,
+            conns,
+            rbuf,
+            members,
+            scratch,
+            to_read,
+            dirty,
+            now_ms,
+            ..
+        } = self;
+        let Some((raw, conn)) = conns.get_slot_mut(slot) else {
+            return;
+        };
+        let id = ConnId::from_raw(raw);
+        let mut env = Env {
+            shared,
+            core: *core,
+            members,
+            scratch,
+        };
+        let config = &shared.config;
+        let mut gone = false;
+        let mut reads = 0;
+        loop {
+            if conn.read_blocked(config) {
+                break;
+            }
+            if reads == READS_PER_TURN {
+                // Its share of this turn is used up: come back next turn.
+                to_read.push(slot);
+                break;
+            }
+            reads += 1;
+            if conn.stalled {
+                conn.stalled = false;
+                let mut buf = std::mem::take(&mut conn.inbuf);
+                let used = process(&mut env, id, conn, &mut buf, *now_ms);
+                buf.drain(..used);
+                conn.inbuf = buf;
+                continue;
+            }
+            let result = if conn.inbuf.is_empty() {
+                match conn.stream.read(rbuf) {
+                    Ok(0) => Ok(0),
+                    Ok(n) => {
+                        let used = process(&mut env, id, conn, &mut rbuf[..n], *now_ms);
+                        if used < n {
+                            conn.inbuf.extend_from_slice(&rbuf[used..n]);
+                        }
+                        Ok(n)
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                let mut buf = std::mem::take(&mut conn.inbuf);
+                let have = buf.len();
+                let want = needed(&buf, config.max_message_bytes).max(4096);
+                buf.resize(have + want, 0);
+                let r = conn.stream.read(&mut buf[have..]);
+                let n = *r.as_ref().unwrap_or(&0);
+                buf.truncate(have + n);
+                if n > 0 {
+                    let used = process(&mut env, id, conn, &mut buf, *now_ms);
+                    buf.drain(..used);
+                }
+                if buf.is_empty() {
+                    buf = Vec::new();
+                }
+                conn.inbuf = buf;
+                r
+            };
+            match result {
+                Ok(0) => {
+                    gone = true;
+                    break;
+                }
+                Ok(n) => {
+                    if conn.upgraded {
+                        bump(&shared.cores[*core].stats.bytes_in, n as u64);
+                    }
+                    if conn.phase == Phase::Handshake
+                        && conn.inbuf.len() >= config.max_handshake_bytes
+                    {
+                        conn.http_reply(HttpResponse::text(431, "request too large\n").to_bytes());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    gone = true;
+                    break;
+                }
+            }
+        }
+        if conn.dirty {
+            conn.dirty = false;
+            dirty.push(slot);
+        }
+        if gone {
+            self.remove(id);
+        }
+    }
+
+    fn drain_inbox(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        let core = &shared.cores[self.core];
+        core.mark_asleep();
+        while let Some(msg) = core.take() {
+            match msg {
+                Inbox::Reply { conn, frame } => {
+                    let max = shared.config.max_inflight_per_connection;
+                    if let Some(c) = self.conns.get_mut(conn.raw()) {
+                        let was_blocked = c.read_blocked(&shared.config);
+                        c.inflight = c.inflight.saturating_sub(1);
+                        c.queue(frame, false, &shared.config, &core.stats);
+                        if was_blocked && (c.inflight as usize) < max {
+                            c.stalled = true;
+                            self.to_read.push(conn.raw().slot);
+                        }
+                        self.mark_dirty(conn);
+                    }
+                }
+                Inbox::Send { conn, frame } => {
+                    if let Some(c) = self.conns.get_mut(conn.raw()) {
+                        c.queue(frame, false, &shared.config, &core.stats);
+                        self.mark_dirty(conn);
+                    }
+                }
+                Inbox::Close { conn, code, reason } => {
+                    if let Some(c) = self.conns.get_mut(conn.raw()) {
+                        c.start_close(code, &reason);
+                        self.mark_dirty(conn);
+                    }
+                }
+                Inbox::Stop => self.begin_stop(),
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(id.raw()) {
+            if c.dirty {
+                c.dirty = false;
+                self.dirty.push(id.raw().slot);
+            }
+        }
+    }
+
+    /// Stops accepting, runs every disconnect hook, sends 1001 to every
+    /// client and gives them [`STOP_GRACE`] to answer.
+    fn begin_stop(&mut self) {
+        if self.stop_deadline.is_some() {
+            return;
+        }
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.shared.cores[self.core].pending.lock().drain_where(|_| true);
+        for raw in self.conns.keys() {
+            let id = ConnId::from_raw(raw);
+            let Some(conn) = self.conns.get_mut(raw) else { continue };
+            conn.inflight = 0;
+            match conn.phase {
+                Phase::Open => {
+                    self.run_disconnect_hook(id);
+                    if let Some(conn) = self.conns.get_mut(raw) {
+                        conn.close_request = None;
+                        conn.start_close(CloseCode::Away, "server shutting down");
+                    }
+                    self.mark_dirty(id);
+                }
+                Phase::Handshake => self.remove(id),
+                _ => {}
+            }
+        }
+        let grace = STOP_GRACE.min(self.shared.config.close_timeout);
+        self.stop_deadline = Some(self.now_ms + grace.as_millis() as u64);
+    }
+
+    /// Runs the channel's disconnect hook, once per upgraded connection.
+    fn run_disconnect_hook(&mut self, id: ConnId) {
+        let shared = Arc::clone(&self.shared);
+        let Some(conn) = self.conns.get_mut(id.raw()) else { return };
+        if !conn.disconnect_pending {
+            return;
+        }
+        conn.disconnect_pending = false;
+        if let Some(hook) = &shared.channels[conn.channel as usize].on_disconnect {
+            // Sends from the hook go nowhere: the connection is ending.
+            let phase = conn.phase;
+            conn.phase = Phase::Closing { peer_closed: true };
+            pipeline::run_hook(&shared, id, conn, &**hook);
+            conn.phase = phase;
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if self.accept_paused {
+            self.accept_paused = false;
+            self.accept();
+        }
+        let now = self.now_ms;
+        let config = &self.shared.config;
+        let idle_ms = config.idle_timeout.as_millis() as u64;
+        let handshake_ms = config.handshake_timeout.as_millis() as u64;
+        let close_ms = config.close_timeout.as_millis() as u64;
+        let mut expired = Vec::new();
+        let mut to_close = Vec::new();
+        let mut to_ping = Vec::new();
+        for raw in self.conns.keys() {
+            let Some(conn) = self.conns.get_mut(raw) else { continue };
+            if conn.since_ms == STAMP_PENDING {
+                conn.since_ms = now;
+            }
+            let age = now.saturating_sub(conn.since_ms);
+            match conn.phase {
+                Phase::Handshake if age >= handshake_ms => expired.push(raw),
+                Phase::Open if age >= idle_ms => to_close.push(raw),
+                Phase::Open if age >= idle_ms / 2 && !conn.ping_sent => to_ping.push(raw),
+                Phase::HttpReply | Phase::Closing { .. } | Phase::Draining if age >= close_ms => {
+                    expired.push(raw)
+                }
+                _ => {}
+            }
+        }
+        for raw in to_ping {
+            if let Some(conn) = self.conns.get_mut(raw) {
+                conn.ping_sent = true;
+                conn.push_raw(frame::encode(OpCode::Ping, b""));
+                self.mark_dirty(ConnId::from_raw(raw));
+            }
+        }
+        for raw in to_close {
+            if let Some(conn) = self.conns.get_mut(raw) {
+                conn.start_close(CloseCode::Away, "idle timeout");
+                self.mark_dirty(ConnId::from_raw(raw));
+            }
+        }
+        for raw in expired {
+            self.remove(ConnId::from_raw(raw));
+        }
+        self.expire_pending();
+    }
+
+    /// Answers `timeout` for deferred requests past their deadline.
+    fn expire_pending(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        let now = Instant::now();
+        let expired = shared.cores[self.core]
+            .pending
+            .lock()
+            .drain_where(|p| p.deadline <= now);
+        let error = pipeline::timeout_error();
+        for (_, p) in expired {
+            let frame = shared.encode_for(&p, &Err(error.clone()));
+            if let Some(conn) = self.conns.get_mut(p.conn.raw()) {
+                shared.cores[self.core].stats.error("timeout");
+                let was_blocked = conn.read_blocked(&shared.config);
+                conn.inflight = conn.inflight.saturating_sub(1);
+                conn.queue(frame, false, &shared.config, &shared.cores[self.core].stats);
+                if was_blocked && !conn.read_blocked(&shared.config) {
+                    conn.stalled = true;
+                    self.to_read.push(p.conn.raw().slot);
+                }
+                self.mark_dirty(p.conn);
+            }
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &slot in &dirty {
+            self.flush(slot);
+        }
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    fn flush(&mut self, slot: usize) {
+        let shared = &self.shared;
+        let Some((raw, conn)) = self.conns.get_slot_mut(slot) else {
+            return;
+        };
+        conn.dirty = false;
+        let result = conn.outbox.write_to(&mut conn.stream);
+        let failed = match result {
+            Ok((n, flush)) => {
+                bump(&shared.cores[self.core].stats.bytes_out, n as u64);
+                if flush == crate::outbox::Flush::Drained {
+                    match conn.phase {
+                        Phase::Closing { peer_closed: true } | Phase::HttpReply => {
+                            let _ = conn.stream.shutdown(Shutdown::Write);
+                            conn.phase = Phase::Draining;
+                            conn.since_ms = self.now_ms;
+                        }
+                        _ => {}
+                    }
+                }
+                if conn.outbox_full
+                    && conn.outbox.queued_bytes() < shared.config.max_outbox_bytes / 2
+                {
+                    conn.outbox_full = false;
+                    conn.stalled = true;
+                    self.to_read.push(slot);
+                }
+                false
+            }
+            Err(_) => true,
+        };
+        if failed {
+            self.remove(ConnId::from_raw(raw));
+        }
+    }
+
+    /// Ends a connection: runs its disconnect hook, forgets its pending
+    /// requests, counts its close, and closes the socket.
+    fn remove(&mut self, id: ConnId) {
+        self.run_disconnect_hook(id);
+        let Some(mut conn) = self.conns.remove(id.raw()) else { return };
+        let core = &self.shared.cores[self.core];
+        if conn.inflight > 0 {
+            core.pending.lock().drain_where(|p| p.conn == id);
+        }
+        if conn.upgraded {
+            core.stats.connection_closed();
+            core.stats.close(if conn.close_code == 0 { 1006 } else { conn.close_code });
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Bytes still missing for the frame (or request) at the start of `buf`.
+fn needed(buf: &[u8], max_payload: usize) -> usize {
+    match frame::parse_header(buf, max_payload) {
+        Parse::Header(h) => h.frame_len().saturating_sub(buf.len()),
+        _ => 0,
+    }
+}
+
+/// Runs every complete request or frame at the start of `buf` and returns
+/// how many bytes it used.
+fn process(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &mut [u8], now_ms: u64) -> usize {
+    let mut pos = 0;
+    loop {
+        match conn.phase {
+            Phase::Handshake => {
+                let used = handshake(env, id, conn, &buf[pos..]);
+                if used == 0 {
+                    return pos;
+                }
+                pos += used;
+            }
+            Phase::HttpReply | Phase::Draining => return buf.len(),
+            Phase::Open | Phase::Closing { .. } => {
+                return pos + frames(env, id, conn, &mut buf[pos..], now_ms);
+            }
+        }
+    }
+}
+
+/// Handles the HTTP request at the start of `buf`; 0 while incomplete.
+fn handshake(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &[u8]) -> usize {
+    let shared = env.shared;
+    let config = &shared.config;
+    let (req, len) = match http::parse(buf, config.max_handshake_bytes) {
+        http::Parsed::Partial => return 0,
+        http::Parsed::Refuse(resp) => {
+            conn.http_reply(resp.to_bytes());
+            return buf.len();
+        }
+        http::Parsed::Done(req, len) => (req, len),
+    };
+    let key = match http::classify(&req) {
+        http::Kind::Upgrade(key) => key.to_string(),
+        http::Kind::BadUpgrade(resp) => {
+            conn.http_reply(resp.to_bytes());
+            return buf.len();
+        }
+        http::Kind::Plain => {
+            let resp = plain_http(shared, &req);
+            conn.http_reply(resp.to_bytes());
+            return buf.len();
+        }
+    };
+    let Some(channel) = shared.channels.iter().position(|c| c.path == req.path) else {
+        conn.http_reply(HttpResponse::text(404, "no channel at this path\n").to_bytes());
+        return buf.len();
+    };
+    conn.push_raw(bytes::Bytes::from(http::accept_response(&key)));
+    conn.phase = Phase::Open;
+    conn.upgraded = true;
+    conn.disconnect_pending = true;
+    conn.channel = channel as u16;
+    conn.since_ms = STAMP_PENDING;
+    let stats = &shared.cores[env.core].stats;
+    bump(&stats.connections_open, 1);
+    bump(&stats.connections_total, 1);
+    if let Some(hook) = &shared.channels[channel].on_connect {
+        pipeline::run_hook(shared, id, conn, &**hook);
+    }
+    len
+}
+
+fn plain_http(shared: &Shared, req: &http::HttpRequest) -> HttpResponse {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/healthz") => HttpResponse::text(200, "ok\n"),
+        ("GET", "/metrics") if shared.config.metrics => HttpResponse::new(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            shared.stats().prometheus(),
+        ),
+        _ => match &shared.fallback {
+            Some(f) => catch_unwind(AssertUnwindSafe(|| f(req))).unwrap_or_else(|panic| {
+                log::error!(
+                    "switchyard: HTTP fallback panicked: {}",
+                    pipeline::panic_message(&*panic)
+                );
+                HttpResponse::text(500, "internal error\n")
+            }),
+            None => {
+                let mut r = HttpResponse::text(426, "this endpoint speaks WebSocket\n");
+                r.headers.push(("Upgrade".into(), "websocket".into()));
+                r
+            }
+        },
+    }
+}
+
+/// Handles every complete frame at the start of `buf`; returns the bytes
+/// used. Stops early when the connection must pause.
+fn frames(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &mut [u8], now_ms: u64) -> usize {
+    let config = &env.shared.config;
+    let mut pos = 0;
+    while pos < buf.len() {
+        if conn.read_blocked(config) {
+            conn.stalled = true;
+            return pos;
+        }
+        let h = match frame::parse_header(&buf[pos..], config.max_message_bytes) {
+            Parse::Incomplete => return pos,
+            Parse::Violation(code) => {
+                conn.start_close(code, "");
+                return buf.len();
+            }
+            Parse::Header(h) => h,
+        };
+        if buf.len() - pos < h.frame_len() {
+            return pos;
+        }
+        let payload = &mut buf[pos + h.header_len..pos + h.frame_len()];
+        frame::unmask(payload, h.mask, 0);
+        pos += h.frame_len();
+        on_frame(env, id, conn, h.fin, h.opcode, payload, now_ms);
+        if conn.phase == Phase::Draining {
+            return buf.len();
+        }
+    }
+    pos
+}
+
+fn on_frame(
+    env: &mut Env<'_>,
+    id: ConnId,
+    conn: &mut Conn,
+    fin: bool,
+    opcode: OpCode,
+    payload: &[u8],
+    now_ms: u64,
+) {
+    let config = &env.shared.config;
+    conn.since_ms = now_ms;
+    conn.ping_sent = false;
+    if let Phase::Closing { .. } = conn.phase {
+        if opcode == OpCode::Close {
+            conn.phase = Phase::Closing { peer_closed: true };
+            conn.dirty = true;
+        }
+        return;
+    }
+    match opcode {
+        OpCode::Text | OpCode::Binary => {
+            if conn.partial.is_some() {
+                return conn.start_close(CloseCode::Protocol, "expected a continuation frame");
+            }
+            if !fin {
+                let mut utf8 = frame::Utf8Stream::default();
+                if opcode == OpCode::Text && utf8.feed(payload).is_err() {
+                    return conn.start_close(CloseCode::InvalidPayload, "invalid UTF-8");
+                }
+                conn.partial = Some(Box::new(crate::connection::Partial {
+                    opcode,
+                    data: payload.to_vec(),
+                    utf8,
+                }));
+                return;
+            }
+            message(env, id, conn, opcode, payload);
+        }
+        OpCode::Continuation => {
+            let Some(partial) = conn.partial.as_mut() else {
+                return conn.start_close(CloseCode::Protocol, "unexpected continuation frame");
+            };
+            if partial.data.len() + payload.len() > config.max_message_bytes {
+                return conn.start_close(CloseCode::TooBig, "message too big");
+            }
+            if partial.opcode == OpCode::Text && partial.utf8.feed(payload).is_err() {
+                return conn.start_close(CloseCode::InvalidPayload, "invalid UTF-8");
+            }
+            partial.data.extend_from_slice(payload);
+            if fin {
+                let partial = conn.partial.take().expect("checked above");
+                if partial.opcode == OpCode::Text && !partial.utf8.is_complete() {
+                    return conn.start_close(CloseCode::InvalidPayload, "invalid UTF-8");
+                }
+                message(env, id, conn, partial.opcode, &partial.data);
+            }
+        }
+        OpCode::Ping => conn.push_raw(frame::encode(OpCode::Pong, payload)),
+        OpCode::Pong => {}
+        OpCode::Close => match frame::parse_close(payload) {
+            ClosePayload::Invalid(code) => {
+                conn.start_close(code, "");
+                conn.phase = Phase::Closing { peer_closed: true };
+            }
+            ClosePayload::Empty => {
+                conn.start_close(CloseCode::Normal, "");
+                conn.phase = Phase::Closing { peer_closed: true };
+            }
+            ClosePayload::Code(code) => {
+                conn.start_close(CloseCode::from_u16(code), "");
+                conn.phase = Phase::Closing { peer_closed: true };
+            }
+        },
+    }
+}
+
+fn message(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, opcode: OpCode, data: &[u8]) {
+    bump(&env.shared.cores[env.core].stats.messages_in, 1);
+    match opcode {
+        OpCode::Text => match std::str::from_utf8(data) {
+            Ok(text) => pipeline::dispatch_text(env, id, conn, text),
+            Err(_) => conn.start_close(CloseCode::InvalidPayload, "invalid UTF-8"),
+        },
+        _ => pipeline::dispatch_binary(env, id, conn, data),
+    }
+}

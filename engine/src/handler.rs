@@ -1,0 +1,317 @@
+//! What a handler sees and returns: [`Ctx`] (the connection's side of the
+//! engine), [`Request`] (the payload with routing key and `rid` stripped),
+//! [`HandlerError`], and [`ReplyHandle`] for replies that come later from
+//! any thread.
+//!
+//! A handler runs on its connection's loop thread. Everything it does
+//! through `Ctx` (push, session change, close) is applied in order, before
+//! the loop reads the connection's next message.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::connection::{Conn, Queued};
+use crate::frame::CloseCode;
+use crate::ids::{ConnId, RequestId};
+use crate::reply::{self, PushError, Reply};
+use crate::runtime::{EngineHandle, Pending, Shared};
+
+/// The result of a handler.
+pub type HandlerResult = Result<Reply, HandlerError>;
+
+/// An error a handler (or the engine) answers with: `{"error": {"code",
+/// "message"}}`. Codes are `snake_case`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandlerError {
+    code: Cow<'static, str>,
+    message: String,
+}
+
+impl HandlerError {
+    /// An error with a code of the handler's own, such as `not_found`.
+    pub fn new(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        HandlerError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// `invalid_input`: the message should name the failing member.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new("invalid_input", message)
+    }
+
+    /// `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new("forbidden", message)
+    }
+
+    /// `internal`. Clients see `internal error` unless the engine runs in
+    /// debug mode.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new("internal", message)
+    }
+
+    /// The code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for HandlerError {}
+
+impl From<serde_json::Error> for HandlerError {
+    fn from(e: serde_json::Error) -> Self {
+        HandlerError::invalid_input(e.to_string())
+    }
+}
+
+/// A request routed to a handler.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub(crate) action: &'a str,
+    pub(crate) payload: &'a str,
+    pub(crate) rid: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// The route name.
+    pub fn action(&self) -> &'a str {
+        self.action
+    }
+
+    /// The payload as JSON text: the request object without the routing key
+    /// and `rid`.
+    pub fn payload(&self) -> &'a str {
+        self.payload
+    }
+
+    /// The `rid` as sent (raw JSON), if any.
+    pub fn rid(&self) -> Option<&'a str> {
+        self.rid
+    }
+
+    /// The payload deserialised; a mismatch is an `invalid_input` error.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        Ok(serde_json::from_str(self.payload)?)
+    }
+
+    /// The payload as a JSON value.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.payload).unwrap_or(Value::Null)
+    }
+}
+
+/// What became of a frame sent to a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Queued for the socket.
+    Queued,
+    /// Dropped under [`crate::SlowConsumerPolicy::Drop`].
+    Dropped,
+    /// The connection is closing or gone; nothing was queued.
+    Closed,
+}
+
+/// What became of a deferred reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// The reply was taken and is on its way to the connection's loop.
+    Accepted,
+    /// The request was already answered, timed out, its connection closed,
+    /// or the engine stopped. Nothing was sent.
+    Stale,
+}
+
+/// Where a request's reply envelope comes from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestEnv<'a> {
+    pub(crate) channel: usize,
+    pub(crate) key_index: usize,
+    pub(crate) action_raw: &'a str,
+    pub(crate) rid_raw: Option<&'a str>,
+}
+
+/// The context of a handler or lifecycle hook: one connection, seen from its
+/// loop thread.
+pub struct Ctx<'a> {
+    pub(crate) id: ConnId,
+    pub(crate) conn: &'a mut Conn,
+    pub(crate) shared: &'a Arc<Shared>,
+    pub(crate) session: Option<Arc<Value>>,
+    pub(crate) request: Option<RequestEnv<'a>>,
+    pub(crate) deferred: Option<RequestId>,
+}
+
+impl fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ctx")
+            .field("id", &self.id)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Ctx<'a> {
+    /// This connection's id.
+    pub fn conn_id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The session as it was when this request started (or, in a hook,
+    /// now). `None` without one.
+    pub fn session(&self) -> Option<&Value> {
+        self.session.as_deref()
+    }
+
+    /// Sets the connection's session. Every later request on this
+    /// connection sees it; this request keeps the one it started with.
+    pub fn set_session(&mut self, session: Value) {
+        self.conn.session = Some(Arc::new(session));
+    }
+
+    /// Ends the connection's session, for every later request.
+    pub fn clear_session(&mut self) {
+        self.conn.session = None;
+    }
+
+    /// Per-connection state of type `T`, created with `T::default()` on
+    /// first use (and replacing state of another type).
+    pub fn state<T: Default + Send + 'static>(&mut self) -> &mut T {
+        let slot = &mut self.conn.state;
+        if !slot.as_ref().is_some_and(|s| s.is::<T>()) {
+            *slot = Some(Box::new(T::default()) as Box<dyn Any + Send>);
+        }
+        slot.as_mut()
+            .and_then(|s| s.downcast_mut::<T>())
+            .expect("state was just set to a T")
+    }
+
+    /// Sends a push (any JSON object) to this connection.
+    pub fn send(&mut self, message: &Value) -> Result<SendStatus, PushError> {
+        let frame = reply::encode_push_value(message)?;
+        Ok(self.queue(frame))
+    }
+
+    /// Sends a push given as JSON text, which must be one object.
+    pub fn send_json(&mut self, json: &str) -> Result<SendStatus, PushError> {
+        let frame = reply::encode_push_json(json)?;
+        Ok(self.queue(frame))
+    }
+
+    /// Sends a text frame as it is, without checking it is JSON (for a
+    /// channel's default handler, such as an echo).
+    pub fn send_text(&mut self, text: &str) -> SendStatus {
+        self.queue(crate::frame::encode(crate::frame::OpCode::Text, text.as_bytes()))
+    }
+
+    /// Sends a binary frame.
+    pub fn send_binary(&mut self, data: &[u8]) -> SendStatus {
+        self.queue(crate::frame::encode(crate::frame::OpCode::Binary, data))
+    }
+
+    fn queue(&mut self, frame: bytes::Bytes) -> SendStatus {
+        let core = self.id.raw().core;
+        match self
+            .conn
+            .queue(frame, false, &self.shared.config, &self.shared.cores[core].stats)
+        {
+            Queued::Yes => SendStatus::Queued,
+            Queued::Dropped => SendStatus::Dropped,
+            Queued::Closed => SendStatus::Closed,
+        }
+    }
+
+    /// Closes the connection with `code` (1000 for a normal close; 3000-4999
+    /// for the application's own) after what is already queued.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        self.conn.request_close(CloseCode::from_u16(code), reason);
+    }
+
+    /// A handle to the engine, for work that outlives this call.
+    pub fn engine(&self) -> EngineHandle {
+        EngineHandle {
+            shared: Arc::clone(self.shared),
+        }
+    }
+
+    /// Takes the reply away from the handler's return value: the handler
+    /// returns [`Reply::Deferred`] and replies later, from any thread,
+    /// through the handle, within the engine's reply timeout. Calling it
+    /// again in one request returns a handle to the same request. Outside a
+    /// request (in a hook) it returns `None`.
+    pub fn defer(&mut self) -> Option<ReplyHandle> {
+        if let Some(id) = self.deferred {
+            return Some(ReplyHandle {
+                id,
+                shared: Arc::clone(self.shared),
+            });
+        }
+        let env = self.request?;
+        let core = self.id.raw().core;
+        let pending = Pending {
+            conn: self.id,
+            channel: env.channel as u16,
+            key_index: env.key_index as u16,
+            action_raw: env.action_raw.into(),
+            rid_raw: env.rid_raw.map(Into::into),
+            deadline: std::time::Instant::now() + self.shared.config.reply_timeout,
+        };
+        let raw = self.shared.cores[core].pending.lock().insert(pending).ok()?;
+        let id = RequestId::from_raw(raw);
+        self.conn.inflight += 1;
+        self.deferred = Some(id);
+        Some(ReplyHandle {
+            id,
+            shared: Arc::clone(self.shared),
+        })
+    }
+}
+
+/// Completes a deferred request from any thread. Dropping it without a
+/// reply lets the request time out.
+#[derive(Clone)]
+pub struct ReplyHandle {
+    id: RequestId,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for ReplyHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ReplyHandle").field(&self.id).finish()
+    }
+}
+
+impl ReplyHandle {
+    /// The request's id (an integer below 2^53).
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
+    /// Replies. A second reply, or one after the connection closed, the
+    /// request timed out or the engine stopped, is `Stale`.
+    pub fn reply(&self, reply: Reply) -> Completion {
+        self.shared.complete(self.id, Ok(reply))
+    }
+
+    /// Answers with an error.
+    pub fn error(&self, error: HandlerError) -> Completion {
+        self.shared.complete(self.id, Err(error))
+    }
+}

@@ -1,0 +1,198 @@
+//! A connection's outbound queue: encoded frames in, vectored writes out,
+//! with the byte accounting that backpressure decisions use.
+//!
+//! Frames are refcounted [`Bytes`], so one event frame shared by a thousand
+//! subscribers is queued a thousand times without a copy. Nothing here knows
+//! about sockets: [`Outbox::write_to`] takes any [`Write`], so tests drive it
+//! with a writer that accepts a few bytes at a time.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+
+use bytes::{Buf, Bytes};
+
+/// Most frames handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+
+/// What a flush achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything queued was written.
+    Drained,
+    /// The writer would block; bytes remain queued.
+    WouldBlock,
+}
+
+/// Per-connection outbound queue.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    frames: VecDeque<Bytes>,
+    queued_bytes: usize,
+}
+
+impl Outbox {
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Whether queuing `len` more bytes would pass `limit`.
+    pub fn would_exceed(&self, len: usize, limit: usize) -> bool {
+        self.queued_bytes + len > limit
+    }
+
+    /// Queues one frame.
+    pub fn push(&mut self, frame: Bytes) {
+        self.queued_bytes += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    /// Drops everything queued (used when a connection is closed for being
+    /// too slow: its backlog is abandoned).
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.frames.shrink_to_fit();
+        self.queued_bytes = 0;
+    }
+
+    /// Writes as much as `w` takes, `MAX_IOVECS` frames per call. Returns
+    /// the bytes written and whether the queue drained.
+    pub fn write_to(&mut self, w: &mut impl Write) -> io::Result<(usize, Flush)> {
+        let mut total = 0;
+        while !self.frames.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n = 0;
+            for frame in self.frames.iter().take(MAX_IOVECS) {
+                slices[n] = IoSlice::new(frame);
+                n += 1;
+            }
+            let written = match w.write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => written,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok((total, Flush::WouldBlock))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += written;
+            self.advance(written);
+        }
+        if self.frames.capacity() > 64 {
+            self.frames.shrink_to_fit();
+        }
+        Ok((total, Flush::Drained))
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.queued_bytes -= n;
+        while n > 0 {
+            let front = self.frames.front_mut().expect("wrote no more than queued");
+            if front.len() <= n {
+                n -= front.len();
+                self.frames.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepts at most `step` bytes per call, and blocks after `budget`.
+    struct Trickle {
+        out: Vec<u8>,
+        step: usize,
+        budget: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.step).min(self.budget);
+            self.out.extend_from_slice(&buf[..n]);
+            self.budget -= n;
+            Ok(n)
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let mut total = 0;
+            for b in bufs {
+                if self.budget == 0 || total >= self.step {
+                    break;
+                }
+                let n = b.len().min(self.step - total).min(self.budget);
+                self.out.extend_from_slice(&b[..n]);
+                self.budget -= n;
+                total += n;
+            }
+            if total == 0 && self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(total)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn partial_writes_keep_order_and_accounting() {
+        for step in [1, 3, 7, 64, 1000] {
+            let mut ob = Outbox::default();
+            let mut want = Vec::new();
+            for i in 0..200u32 {
+                let frame = Bytes::from(format!("frame-{i};"));
+                want.extend_from_slice(&frame);
+                ob.push(frame);
+            }
+            assert_eq!(ob.queued_bytes(), want.len());
+            let mut w = Trickle {
+                out: Vec::new(),
+                step,
+                budget: want.len() / 2,
+            };
+            let (n, flush) = ob.write_to(&mut w).unwrap();
+            assert_eq!(flush, Flush::WouldBlock);
+            assert_eq!(n, want.len() / 2);
+            assert_eq!(ob.queued_bytes(), want.len() - n);
+            w.budget = usize::MAX;
+            let (_, flush) = ob.write_to(&mut w).unwrap();
+            assert_eq!(flush, Flush::Drained);
+            assert_eq!(w.out, want, "step {step}");
+            assert_eq!(ob.queued_bytes(), 0);
+            assert!(ob.is_empty());
+        }
+    }
+
+    #[test]
+    fn limit_check_and_clear() {
+        let mut ob = Outbox::default();
+        ob.push(Bytes::from_static(&[0; 600]));
+        assert!(!ob.would_exceed(400, 1000));
+        assert!(ob.would_exceed(401, 1000));
+        ob.clear();
+        assert_eq!(ob.queued_bytes(), 0);
+        assert!(ob.is_empty());
+    }
+
+    #[test]
+    fn shared_frames_are_not_copied() {
+        let shared = Bytes::from(vec![7u8; 4096]);
+        let mut a = Outbox::default();
+        let mut b = Outbox::default();
+        a.push(shared.clone());
+        b.push(shared.clone());
+        assert_eq!(a.frames[0].as_ptr(), b.frames[0].as_ptr());
+    }
+}

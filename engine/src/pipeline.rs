@@ -1,0 +1,269 @@
+//! The stages a message goes through, called in order; the stages hold the
+//! logic, this file only the order:
+//!
+//! ```text
+//! text frame → action::extract → session check → handler → reply::encode → Conn::queue
+//! ```
+//!
+//! Errors at any stage become one error frame (PROTOCOL.md §3.2); a request
+//! gets exactly one reply or one error.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use crate::action::{self, ExtractError, Rid, Routing};
+use crate::channel::{Channel, HookFn};
+use crate::connection::Conn;
+use crate::handler::{Ctx, HandlerError, HandlerResult, Request, RequestEnv};
+use crate::ids::{ConnId, RequestId};
+use crate::json::Member;
+use crate::reply::{self, Envelope, Reply};
+use crate::runtime::Shared;
+use crate::stats::CoreStats;
+
+/// What the stages borrow from their loop.
+pub(crate) struct Env<'a> {
+    pub(crate) shared: &'a Arc<Shared>,
+    pub(crate) core: usize,
+    pub(crate) members: &'a mut Vec<Member>,
+    pub(crate) scratch: &'a mut String,
+}
+
+impl Env<'_> {
+    fn stats(&self) -> &CoreStats {
+        &self.shared.cores[self.core].stats
+    }
+}
+
+/// A text message from an open connection.
+pub(crate) fn dispatch_text(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, text: &str) {
+    let shared = env.shared;
+    let channel_index = conn.channel as usize;
+    let channel = &shared.channels[channel_index];
+    let extracted = action::extract(
+        text,
+        &channel.routing_keys,
+        |name| channel.routes.contains_key(name),
+        env.members,
+    );
+    let ex = match extracted {
+        Ok(ex) => ex,
+        Err(e) => {
+            let (code, message) = match e {
+                ExtractError::BadJson => ("bad_json", "message is not valid JSON"),
+                ExtractError::NotObject => ("not_object", "message must be a JSON object"),
+            };
+            return unrouted(env, id, conn, channel, text, Envelope::default(), code, message.into());
+        }
+    };
+    let rid = match ex.rid {
+        Rid::Valid(r) => Some(r),
+        _ => None,
+    };
+    let a = match &ex.routing {
+        Routing::Route(a) => a,
+        Routing::Unknown(a) => {
+            let key = &*channel.routing_keys[a.key_index];
+            let envelope = Envelope {
+                action: Some((key, a.raw)),
+                rid,
+            };
+            let message = format!("unknown {key} '{}'", a.name);
+            return unrouted(env, id, conn, channel, text, envelope, "unknown_action", message);
+        }
+        Routing::Missing => {
+            let keys: Vec<&str> = channel.routing_keys.iter().map(|k| &**k).collect();
+            let message = format!("message has no string '{}' member", keys.join("' or '"));
+            let envelope = Envelope { action: None, rid };
+            return unrouted(env, id, conn, channel, text, envelope, "missing_action", message);
+        }
+    };
+    let key = &*channel.routing_keys[a.key_index];
+    let envelope = Envelope {
+        action: Some((key, a.raw)),
+        rid,
+    };
+    if ex.rid == Rid::Invalid {
+        let message = "rid must be an integer or a string of at most 128 bytes";
+        return send_error(env, conn, channel, &envelope, "invalid_input", message);
+    }
+    let route = &channel.routes[&*a.name];
+    if !route.public && conn.session.is_none() {
+        let message = format!("{key} '{}' needs a session", a.name);
+        return send_error(env, conn, channel, &envelope, "unauthorized", &message);
+    }
+    let payload = ex.payload(text, env.members, env.scratch);
+    let session = conn.session.clone();
+    let mut ctx = Ctx {
+        id,
+        conn: &mut *conn,
+        shared,
+        session,
+        request: Some(RequestEnv {
+            channel: channel_index,
+            key_index: a.key_index,
+            action_raw: a.raw,
+            rid_raw: rid,
+        }),
+        deferred: None,
+    };
+    let req = Request {
+        action: &a.name,
+        payload,
+        rid,
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| (route.handler)(&mut ctx, req)));
+    let deferred = ctx.deferred;
+    finish(env, conn, channel, &envelope, deferred, result, true);
+}
+
+/// A binary message from an open connection.
+pub(crate) fn dispatch_binary(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, data: &[u8]) {
+    let shared = env.shared;
+    let channel = &shared.channels[conn.channel as usize];
+    let Some(handler) = &channel.binary_handler else {
+        let message = "binary messages are not supported on this channel";
+        return send_error(env, conn, channel, &Envelope::default(), "binary_not_supported", message);
+    };
+    let mut ctx = hook_ctx(shared, id, conn);
+    let result = catch_unwind(AssertUnwindSafe(|| handler(&mut ctx, data)));
+    finish(env, conn, channel, &Envelope::default(), None, result, false);
+}
+
+/// No route takes the message: the default handler gets it, or the client
+/// gets `code`.
+#[allow(clippy::too_many_arguments)]
+fn unrouted(
+    env: &mut Env<'_>,
+    id: ConnId,
+    conn: &mut Conn,
+    channel: &Channel,
+    text: &str,
+    envelope: Envelope<'_>,
+    code: &str,
+    message: String,
+) {
+    match &channel.default_handler {
+        Some(handler) => {
+            let mut ctx = hook_ctx(env.shared, id, conn);
+            let result = catch_unwind(AssertUnwindSafe(|| handler(&mut ctx, text)));
+            finish(env, conn, channel, &envelope, None, result, false);
+        }
+        None => send_error(env, conn, channel, &envelope, code, &message),
+    }
+}
+
+fn hook_ctx<'a>(shared: &'a Arc<Shared>, id: ConnId, conn: &'a mut Conn) -> Ctx<'a> {
+    let session = conn.session.clone();
+    Ctx {
+        id,
+        conn,
+        shared,
+        session,
+        request: None,
+        deferred: None,
+    }
+}
+
+/// Runs a lifecycle hook; a panic closes the connection with 1011.
+pub(crate) fn run_hook(shared: &Arc<Shared>, id: ConnId, conn: &mut Conn, hook: &HookFn) {
+    let mut ctx = hook_ctx(shared, id, conn);
+    let result = catch_unwind(AssertUnwindSafe(|| hook(&mut ctx)));
+    if let Err(panic) = result {
+        log::error!("switchyard: lifecycle hook panicked: {}", panic_message(&*panic));
+        conn.request_close(crate::frame::CloseCode::Internal, "internal error");
+    }
+    conn.apply_close_request();
+}
+
+/// Sends what a handler returned. `ack_replies`: whether `Ack` sends the bare
+/// envelope (routes) or nothing (default and binary handlers).
+fn finish(
+    env: &mut Env<'_>,
+    conn: &mut Conn,
+    channel: &Channel,
+    envelope: &Envelope<'_>,
+    deferred: Option<RequestId>,
+    result: std::thread::Result<HandlerResult>,
+    ack_replies: bool,
+) {
+    if let (Ok(Ok(Reply::Deferred)), Some(_)) = (&result, deferred) {
+        conn.apply_close_request();
+        return;
+    }
+    if let Some(id) = deferred {
+        // The handler deferred but answered at once: the handle goes stale.
+        let removed = env.shared.cores[env.core].pending.lock().remove(id.raw());
+        if removed.is_some() {
+            conn.inflight -= 1;
+        }
+    }
+    let debug = env.shared.config.debug;
+    match result {
+        Ok(Ok(Reply::Deferred)) => {
+            let message = "handler returned Deferred without calling defer()";
+            log::error!("switchyard: {message}");
+            let shown = if debug { message } else { "internal error" };
+            send_error(env, conn, channel, envelope, "internal", shown);
+        }
+        Ok(Ok(Reply::Ack)) if !ack_replies => {}
+        Ok(Ok(reply)) => match reply::encode_reply(envelope, &reply) {
+            Ok(frame) => {
+                conn.queue(frame, false, &env.shared.config, env.stats());
+            }
+            Err(e) => {
+                log::error!("switchyard: handler reply is invalid: {}", e.0);
+                let shown = if debug { e.0.as_str() } else { "internal error" };
+                send_error(env, conn, channel, envelope, "internal", shown);
+            }
+        },
+        Ok(Err(e)) => {
+            let shown = if e.code() == "internal" && !debug {
+                "internal error"
+            } else {
+                e.message()
+            };
+            send_error(env, conn, channel, envelope, e.code(), shown);
+        }
+        Err(panic) => {
+            let detail = panic_message(&*panic);
+            log::error!("switchyard: handler panicked: {detail}");
+            let shown = if debug { detail.as_str() } else { "internal error" };
+            send_error(env, conn, channel, envelope, "internal", shown);
+        }
+    }
+    conn.apply_close_request();
+}
+
+fn send_error(
+    env: &mut Env<'_>,
+    conn: &mut Conn,
+    channel: &Channel,
+    envelope: &Envelope<'_>,
+    code: &str,
+    message: &str,
+) {
+    env.stats().error(code);
+    let frame = reply::encode_error(envelope, code, message);
+    conn.queue(frame, false, &env.shared.config, env.stats());
+    if channel.close_on_error {
+        conn.request_close(crate::frame::CloseCode::Unsupported, code);
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
+}
+
+/// A deferred request that ran out of time.
+pub(crate) fn timeout_error() -> HandlerError {
+    HandlerError::new("timeout", "the handler did not reply in time")
+}

@@ -1,0 +1,395 @@
+//! The engine: N loop threads, each with its own `mio::Poll`, its own
+//! `SO_REUSEPORT` listener and its own connection slab.
+//!
+//! The only way into a loop from another thread is its inbox: a lock-free
+//! queue (crossbeam `SegQueue`) plus a `mio::Waker`, rung only when the
+//! loop is not already awake. Besides inboxes, threads share the read-only
+//! channel table and config, the counters, and each core's table of
+//! pending (deferred) requests, which any thread may complete.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bytes::Bytes;
+use crossbeam_queue::SegQueue;
+use parking_lot::Mutex;
+
+use crate::channel::Channel;
+use crate::config::Config;
+use crate::error::Error;
+use crate::event_loop::{EventLoop, WAKER};
+use crate::frame::CloseCode;
+use crate::handler::{Completion, HandlerError, HandlerResult};
+use crate::http::{HttpRequest, HttpResponse};
+use crate::ids::{ConnId, GenSlab, RequestId};
+use crate::reply::{self, Envelope, PushError};
+use crate::stats::{CoreStats, Stats};
+
+pub(crate) type FallbackFn = dyn Fn(&HttpRequest) -> HttpResponse + Send + Sync;
+
+/// A message into a loop from another thread.
+#[derive(Debug)]
+pub(crate) enum Inbox {
+    /// A deferred reply (or its error) for a connection of this loop.
+    Reply { conn: ConnId, frame: Bytes },
+    /// A push to a connection.
+    Send { conn: ConnId, frame: Bytes },
+    /// Close a connection.
+    Close {
+        conn: ConnId,
+        code: CloseCode,
+        reason: String,
+    },
+    /// Close everything and exit.
+    Stop,
+}
+
+/// A request whose reply is owed.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) conn: ConnId,
+    pub(crate) channel: u16,
+    pub(crate) key_index: u16,
+    pub(crate) action_raw: Box<str>,
+    pub(crate) rid_raw: Option<Box<str>>,
+    pub(crate) deadline: Instant,
+}
+
+/// What other threads hold of one loop.
+pub(crate) struct CoreHandle {
+    inbox: SegQueue<Inbox>,
+    waker: mio::Waker,
+    awake: AtomicBool,
+    pub(crate) pending: Mutex<GenSlab<Pending>>,
+    pub(crate) stats: CoreStats,
+}
+
+impl CoreHandle {
+    /// Queues a message and wakes the loop if it may be asleep.
+    pub(crate) fn post(&self, msg: Inbox) {
+        self.inbox.push(msg);
+        if !self.awake.swap(true, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Called by the loop before it drains: later posts wake it again.
+    pub(crate) fn take(&self) -> Option<Inbox> {
+        self.inbox.pop()
+    }
+
+    pub(crate) fn mark_asleep(&self) {
+        self.awake.store(false, Ordering::Release);
+    }
+}
+
+/// State shared by the engine, its handles and its loops.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) channels: Vec<Channel>,
+    pub(crate) fallback: Option<Box<FallbackFn>>,
+    pub(crate) cores: Vec<CoreHandle>,
+    pub(crate) stopped: AtomicBool,
+    pub(crate) published: AtomicU64,
+    pub(crate) open_connections: AtomicUsize,
+}
+
+impl Shared {
+    /// Completes a deferred request from any thread.
+    pub(crate) fn complete(&self, id: RequestId, result: HandlerResult) -> Completion {
+        if self.stopped.load(Ordering::Acquire) {
+            return Completion::Stale;
+        }
+        let raw = id.raw();
+        let Some(core) = self.cores.get(raw.core) else {
+            return Completion::Stale;
+        };
+        let Some(p) = core.pending.lock().remove(raw) else {
+            return Completion::Stale;
+        };
+        let frame = self.encode_for(&p, &result);
+        core.post(Inbox::Reply {
+            conn: p.conn,
+            frame,
+        });
+        Completion::Accepted
+    }
+
+    /// The reply or error frame for a pending request.
+    pub(crate) fn encode_for(&self, p: &Pending, result: &HandlerResult) -> Bytes {
+        let channel = &self.channels[p.channel as usize];
+        let env = Envelope {
+            action: Some((&channel.routing_keys[p.key_index as usize], &p.action_raw)),
+            rid: p.rid_raw.as_deref(),
+        };
+        let error = |e: &HandlerError| {
+            let message = if e.code() == "internal" && !self.config.debug {
+                "internal error"
+            } else {
+                e.message()
+            };
+            reply::encode_error(&env, e.code(), message)
+        };
+        match result {
+            Ok(r) => match reply::encode_reply(&env, r) {
+                Ok(frame) => frame,
+                Err(e) => error(&HandlerError::internal(e.0)),
+            },
+            Err(e) => error(e),
+        }
+    }
+
+    fn post_to(&self, conn: ConnId, msg: Inbox) -> bool {
+        if self.stopped.load(Ordering::Acquire) {
+            return false;
+        }
+        match self.cores.get(conn.raw().core) {
+            Some(core) => {
+                core.post(msg);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let cores: Vec<&CoreStats> = self.cores.iter().map(|c| &c.stats).collect();
+        Stats::sum(&cores, self.published.load(Ordering::Relaxed))
+    }
+}
+
+/// Builds and starts an [`Engine`].
+pub struct EngineBuilder {
+    config: Config,
+    channels: Vec<Channel>,
+    fallback: Option<Box<FallbackFn>>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("config", &self.config)
+            .field("channels", &self.channels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// Uses `config` (default: [`Config::default()`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adds a channel.
+    pub fn channel(mut self, channel: Channel) -> Self {
+        self.channels.push(channel);
+        self
+    }
+
+    /// Answers plain HTTP requests other than `/healthz` and `/metrics`
+    /// (otherwise they get `426 Upgrade Required`).
+    pub fn http_fallback<F>(mut self, handler: F) -> Self
+    where
+        F: Fn(&HttpRequest) -> HttpResponse + Send + Sync + 'static,
+    {
+        self.fallback = Some(Box::new(handler));
+        self
+    }
+
+    /// Validates everything, binds `addr` on every loop (port 0 picks a free
+    /// port, shared by all loops) and starts the loops.
+    pub fn listen(self, addr: impl ToSocketAddrs) -> Result<Engine, Error> {
+        self.config.validate()?;
+        if self.channels.is_empty() {
+            return Err(Error::Channel("an engine needs at least one channel".into()));
+        }
+        for (i, c) in self.channels.iter().enumerate() {
+            c.validate()?;
+            if self.channels[..i].iter().any(|o| o.path == c.path) {
+                return Err(Error::Channel(format!("path '{}' is served twice", c.path)));
+            }
+        }
+        let addr = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| Error::Config("the address resolves to nothing".into()))?;
+        let threads = self.config.resolved_threads();
+        let mut listeners = Vec::with_capacity(threads);
+        let mut bound = addr;
+        for _ in 0..threads {
+            let l = bind(bound, self.config.backlog)?;
+            bound = l.local_addr()?;
+            listeners.push(l);
+        }
+        let mut polls = Vec::with_capacity(threads);
+        let mut cores = Vec::with_capacity(threads);
+        for core in 0..threads {
+            let poll = mio::Poll::new()?;
+            let waker = mio::Waker::new(poll.registry(), WAKER)?;
+            cores.push(CoreHandle {
+                inbox: SegQueue::new(),
+                waker,
+                awake: AtomicBool::new(false),
+                pending: Mutex::new(GenSlab::new(core)),
+                stats: CoreStats::default(),
+            });
+            polls.push(poll);
+        }
+        let shared = Arc::new(Shared {
+            config: self.config,
+            channels: self.channels,
+            fallback: self.fallback,
+            cores,
+            stopped: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            open_connections: AtomicUsize::new(0),
+        });
+        let mut threads_out = Vec::with_capacity(threads);
+        for (core, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
+            let lp = EventLoop::new(core, poll, listener, Arc::clone(&shared))?;
+            let t = std::thread::Builder::new()
+                .name(format!("switchyard-{core}"))
+                .spawn(move || lp.run())?;
+            threads_out.push(t);
+        }
+        Ok(Engine {
+            shared,
+            threads: threads_out,
+            local_addr: bound,
+        })
+    }
+}
+
+fn bind(addr: SocketAddr, backlog: u32) -> Result<mio::net::TcpListener, Error> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// A running engine. Dropping it stops it.
+pub struct Engine {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("local_addr", &self.local_addr)
+            .field("loops", &self.shared.cores.len())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Starts building an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            config: Config::default(),
+            channels: Vec::new(),
+            fallback: None,
+        }
+    }
+
+    /// The address the loops listen on (with the real port when 0 was
+    /// asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Counters, summed over the loops.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// A `Send + Sync` handle for other threads.
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Closes every connection with 1001, waits for the loops to finish and
+    /// joins them. No handler or hook runs after this returns; deferred
+    /// replies after it are `Stale`.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.shared.stopped.store(true, Ordering::Release);
+        for core in &self.shared.cores {
+            core.post(Inbox::Stop);
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A cloneable, `Send + Sync` handle to an engine, for other threads.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle").finish_non_exhaustive()
+    }
+}
+
+impl EngineHandle {
+    /// Completes a deferred request by id (see [`crate::ReplyHandle`]).
+    pub fn reply(&self, id: RequestId, result: HandlerResult) -> Completion {
+        self.shared.complete(id, result)
+    }
+
+    /// Pushes a JSON object (as text) to a connection. `Ok(false)` when the
+    /// engine has stopped; a closed connection drops it silently.
+    pub fn send_json(&self, conn: ConnId, json: &str) -> Result<bool, PushError> {
+        let frame = reply::encode_push_json(json)?;
+        Ok(self.shared.post_to(conn, Inbox::Send { conn, frame }))
+    }
+
+    /// Closes a connection from any thread.
+    pub fn close(&self, conn: ConnId, code: u16, reason: &str) -> bool {
+        self.shared.post_to(
+            conn,
+            Inbox::Close {
+                conn,
+                code: CloseCode::from_u16(code),
+                reason: reason.to_string(),
+            },
+        )
+    }
+
+    /// Counters, summed over the loops.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Whether the engine has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Acquire)
+    }
+}
