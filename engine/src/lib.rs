@@ -47,6 +47,7 @@ mod pipeline;
 mod reply;
 mod runtime;
 mod stats;
+pub mod testing;
 
 pub use channel::Channel;
 pub use config::{Config, SlowConsumerPolicy};

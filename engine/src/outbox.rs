@@ -52,6 +52,12 @@ impl Outbox {
         self.frames.push_back(frame);
     }
 
+    /// Takes every queued frame out, in order.
+    pub fn drain_frames(&mut self) -> impl Iterator<Item = Bytes> + '_ {
+        self.queued_bytes = 0;
+        self.frames.drain(..)
+    }
+
     /// Drops everything queued (used when a connection is closed for being
     /// too slow: its backlog is abandoned).
     pub fn clear(&mut self) {

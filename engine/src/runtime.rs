@@ -98,6 +98,39 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The shared state of `threads` loops, and their polls.
+    pub(crate) fn new(
+        config: Config,
+        channels: Vec<Channel>,
+        fallback: Option<Box<FallbackFn>>,
+        threads: usize,
+    ) -> Result<(Arc<Shared>, Vec<mio::Poll>), Error> {
+        let mut polls = Vec::with_capacity(threads);
+        let mut cores = Vec::with_capacity(threads);
+        for core in 0..threads {
+            let poll = mio::Poll::new()?;
+            let waker = mio::Waker::new(poll.registry(), WAKER)?;
+            cores.push(CoreHandle {
+                inbox: SegQueue::new(),
+                waker,
+                awake: AtomicBool::new(false),
+                pending: Mutex::new(GenSlab::new(core)),
+                stats: CoreStats::default(),
+            });
+            polls.push(poll);
+        }
+        let shared = Arc::new(Shared {
+            config,
+            channels,
+            fallback,
+            cores,
+            stopped: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            open_connections: AtomicUsize::new(0),
+        });
+        Ok((shared, polls))
+    }
+
     /// Completes a deferred request from any thread.
     pub(crate) fn complete(&self, id: RequestId, result: HandlerResult) -> Completion {
         if self.stopped.load(Ordering::Acquire) {
@@ -225,29 +258,7 @@ impl EngineBuilder {
             bound = l.local_addr()?;
             listeners.push(l);
         }
-        let mut polls = Vec::with_capacity(threads);
-        let mut cores = Vec::with_capacity(threads);
-        for core in 0..threads {
-            let poll = mio::Poll::new()?;
-            let waker = mio::Waker::new(poll.registry(), WAKER)?;
-            cores.push(CoreHandle {
-                inbox: SegQueue::new(),
-                waker,
-                awake: AtomicBool::new(false),
-                pending: Mutex::new(GenSlab::new(core)),
-                stats: CoreStats::default(),
-            });
-            polls.push(poll);
-        }
-        let shared = Arc::new(Shared {
-            config: self.config,
-            channels: self.channels,
-            fallback: self.fallback,
-            cores,
-            stopped: AtomicBool::new(false),
-            published: AtomicU64::new(0),
-            open_connections: AtomicUsize::new(0),
-        });
+        let (shared, polls) = Shared::new(self.config, self.channels, self.fallback, threads)?;
         let mut threads_out = Vec::with_capacity(threads);
         for (core, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
             let lp = EventLoop::new(core, poll, listener, Arc::clone(&shared))?;
