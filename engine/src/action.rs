@@ -206,12 +206,15 @@ pub mod reference {
 
     use super::{ExtractError, MAX_RID_BYTES};
 
+    /// `(key_index, raw value, decoded name)` of a routing key.
+    pub type Found = (usize, String, String);
+
     /// A request taken apart, owned.
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub struct Owned {
         /// `Ok((key_index, raw, name))` for a route, `Err(Some(..))` for an
         /// unknown action, `Err(None)` when missing.
-        pub routing: Result<(usize, String, String), Option<(usize, String, String)>>,
+        pub routing: Result<Found, Option<Found>>,
         /// `None` absent, `Some(Ok(raw))` valid, `Some(Err(()))` invalid.
         pub rid: Option<Result<String, ()>>,
         /// Payload members in order.
@@ -243,7 +246,11 @@ pub mod reference {
     /// The members of a JSON object text, in order, with raw values.
     pub fn members(text: &str) -> Result<Vec<(String, String)>, ExtractError> {
         match serde_json::from_str::<Members>(text) {
-            Ok(m) => Ok(m.0.into_iter().map(|(k, v)| (k, v.get().to_string())).collect()),
+            Ok(m) => Ok(m
+                .0
+                .into_iter()
+                .map(|(k, v)| (k, v.get().to_string()))
+                .collect()),
             Err(_) => match serde_json::from_str::<&RawValue>(text) {
                 Ok(_) => Err(ExtractError::NotObject),
                 Err(_) => Err(ExtractError::BadJson),
@@ -335,7 +342,10 @@ mod tests {
         let e = extract(text, &k, |n| n == "create", &mut members).unwrap();
         assert_eq!(e.rid, Rid::Valid("7"));
         let mut scratch = String::new();
-        assert_eq!(e.payload(text, &members, &mut scratch), r#"{"text": "Buy milk"}"#);
+        assert_eq!(
+            e.payload(text, &members, &mut scratch),
+            r#"{"text": "Buy milk"}"#
+        );
         match e.routing {
             Routing::Route(a) => {
                 assert_eq!(a.raw, "\"create\"");
@@ -365,7 +375,10 @@ mod tests {
     fn prototype_names_are_just_unknown() {
         let k = keys(&["action"]);
         let r = fast(r#"{"action":"toString"}"#, &k, &["create"]).unwrap();
-        assert_eq!(r.routing, Err(Some((0, "\"toString\"".into(), "toString".into()))));
+        assert_eq!(
+            r.routing,
+            Err(Some((0, "\"toString\"".into(), "toString".into())))
+        );
         let r = fast(r#"{"x":{"action":"create"}}"#, &k, &["create"]).unwrap();
         assert_eq!(r.routing, Err(None), "nested members never count");
     }
@@ -375,7 +388,10 @@ mod tests {
         let k = keys(&["action"]);
         let long = format!(r#"{{"rid":"{}"}}"#, "x".repeat(129));
         for (text, want) in [
-            (r#"{"rid":9007199254740993}"#, Some(Ok("9007199254740993".to_string()))),
+            (
+                r#"{"rid":9007199254740993}"#,
+                Some(Ok("9007199254740993".to_string())),
+            ),
             (r#"{"rid":-1}"#, Some(Ok("-1".to_string()))),
             (r#"{"rid":"a\"b"}"#, Some(Ok(r#""a\"b""#.to_string()))),
             (r#"{"rid":1.5}"#, Some(Err(()))),
@@ -391,7 +407,20 @@ mod tests {
     /// Generates a random request-like JSON text, sometimes broken.
     fn gen(rng: &mut rand::rngs::StdRng) -> String {
         fn string(rng: &mut rand::rngs::StdRng) -> String {
-            let pool = ["action", "rid", "type", "text", "a\\u0063tion", "r\\u0069d", "é", "x\\ny", "create", "list", "toString", ""];
+            let pool = [
+                "action",
+                "rid",
+                "type",
+                "text",
+                "a\\u0063tion",
+                "r\\u0069d",
+                "é",
+                "x\\ny",
+                "create",
+                "list",
+                "toString",
+                "",
+            ];
             let mut s = String::from("\"");
             s.push_str(pool[rng.gen_range(0..pool.len())]);
             if rng.gen_bool(0.1) {
@@ -404,7 +433,15 @@ mod tests {
             match rng.gen_range(0..if depth > 3 { 6 } else { 8 }) {
                 0 | 1 => string(rng),
                 2 => rng.gen_range(-1000i64..1000).to_string(),
-                3 => ["1.5", "-0", "1e400", "9007199254740993", "0.25e-3", "12345678901234567890"][rng.gen_range(0..6)].to_string(),
+                3 => [
+                    "1.5",
+                    "-0",
+                    "1e400",
+                    "9007199254740993",
+                    "0.25e-3",
+                    "12345678901234567890",
+                ][rng.gen_range(0..6)]
+                .to_string(),
                 4 => ["true", "false"][rng.gen_range(0..2)].to_string(),
                 5 => "null".to_string(),
                 6 => {
@@ -461,6 +498,9 @@ mod tests {
                 Err(ExtractError::NotObject) => 2,
             }] += 1;
         }
-        assert!(kinds.iter().all(|&n| n > 1000), "generator covers every outcome: {kinds:?}");
+        assert!(
+            kinds.iter().all(|&n| n > 1000),
+            "generator covers every outcome: {kinds:?}"
+        );
     }
 }

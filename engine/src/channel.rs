@@ -87,7 +87,10 @@ impl Channel {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.routing_keys = keys.into_iter().map(|k| k.into().into_boxed_str()).collect();
+        self.routing_keys = keys
+            .into_iter()
+            .map(|k| k.into().into_boxed_str())
+            .collect();
         self
     }
 
@@ -97,7 +100,8 @@ impl Channel {
             .insert(name.into(), Route { handler, public })
             .is_some()
         {
-            self.problems.push(format!("route '{name}' is registered twice"));
+            self.problems
+                .push(format!("route '{name}' is registered twice"));
         }
         self
     }
@@ -179,7 +183,10 @@ impl Channel {
             return bad("the name is empty".into());
         }
         if !self.path.starts_with('/') || self.path.contains(['?', '#', ' ']) {
-            return bad(format!("path '{}' must start with '/' and hold no '?', '#' or space", self.path));
+            return bad(format!(
+                "path '{}' must start with '/' and hold no '?', '#' or space",
+                self.path
+            ));
         }
         if self.routing_keys.is_empty() {
             return bad("it needs at least one routing key".into());

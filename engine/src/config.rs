@@ -169,6 +169,10 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = Config::default();
         c.reply_timeout = Duration::ZERO;
-        assert!(c.validate().unwrap_err().to_string().contains("reply_timeout"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("reply_timeout"));
     }
 }

@@ -7,6 +7,8 @@
 //! `drop`) or the connection is closed with 1013 (policy `close`).
 
 use std::any::Any;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -52,11 +54,64 @@ pub(crate) enum Queued {
     Closed,
 }
 
+/// A connection's byte stream: a TCP socket, or nothing at all for the
+/// in-memory harness (reads and writes would block, so frames stay queued
+/// for the harness to take).
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Tcp(TcpStream),
+    Memory,
+}
+
+impl Socket {
+    pub(crate) fn tcp(&mut self) -> Option<&mut TcpStream> {
+        match self {
+            Socket::Tcp(s) => Some(s),
+            Socket::Memory => None,
+        }
+    }
+
+    pub(crate) fn shutdown_write(&self) {
+        if let Socket::Tcp(s) = self {
+            let _ = s.shutdown(Shutdown::Write);
+        }
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf),
+            Socket::Memory => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write(buf),
+            Socket::Memory => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write_vectored(bufs),
+            Socket::Memory => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Marks a timestamp that the loop fills in at its next tick.
 pub(crate) const STAMP_PENDING: u64 = u64::MAX;
 
 pub(crate) struct Conn {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Socket,
     pub(crate) phase: Phase,
     pub(crate) channel: u16,
     /// Bytes read but not yet consumed (a partial frame or request).
@@ -75,9 +130,10 @@ pub(crate) struct Conn {
     /// A close asked for by a handler, applied after its reply is queued.
     pub(crate) close_request: Option<Box<(CloseCode, String)>>,
     pub(crate) ping_sent: bool,
-    /// Frames were queued since the loop last listed this connection for a
-    /// flush.
+    /// Frames were queued since the last flush.
     pub(crate) dirty: bool,
+    /// The connection is in its loop's flush list for this turn.
+    pub(crate) listed: bool,
     /// `inbuf` holds complete frames left unprocessed by a pause.
     pub(crate) stalled: bool,
     /// Replies passed the outbox limit under policy `drop`: reading waits
@@ -90,7 +146,7 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, now_ms: u64) -> Conn {
+    pub(crate) fn new(stream: Socket, now_ms: u64) -> Conn {
         Conn {
             stream,
             phase: Phase::Handshake,
@@ -106,6 +162,7 @@ impl Conn {
             close_request: None,
             ping_sent: false,
             dirty: false,
+            listed: false,
             stalled: false,
             outbox_full: false,
             upgraded: false,
@@ -131,7 +188,10 @@ impl Conn {
         if self.phase != Phase::Open {
             return Queued::Closed;
         }
-        if self.outbox.would_exceed(frame.len(), config.max_outbox_bytes) {
+        if self
+            .outbox
+            .would_exceed(frame.len(), config.max_outbox_bytes)
+        {
             match config.slow_consumer_policy {
                 SlowConsumerPolicy::Drop if is_event => {
                     bump(&stats.events_dropped, 1);
@@ -195,13 +255,10 @@ impl Conn {
 mod tests {
     use super::*;
 
-    fn conn() -> (Conn, std::net::TcpStream) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        let mut c = Conn::new(TcpStream::from_std(server), 0);
+    fn conn() -> (Conn, ()) {
+        let mut c = Conn::new(Socket::Memory, 0);
         c.phase = Phase::Open;
-        (c, client)
+        (c, ())
     }
 
     #[test]
@@ -214,7 +271,10 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(c.queue(frame.clone(), true, &config, &stats), Queued::Yes);
         }
-        assert_eq!(c.queue(frame.clone(), true, &config, &stats), Queued::Closed);
+        assert_eq!(
+            c.queue(frame.clone(), true, &config, &stats),
+            Queued::Closed
+        );
         assert_eq!(c.close_code, 1013);
         assert!(c.outbox.queued_bytes() < 200, "only the close frame stays");
         assert_eq!(c.queue(frame, false, &config, &stats), Queued::Closed);
@@ -229,11 +289,22 @@ mod tests {
         config.slow_consumer_policy = SlowConsumerPolicy::Drop;
         let frame = Bytes::from(vec![0u8; 600]);
         assert_eq!(c.queue(frame.clone(), true, &config, &stats), Queued::Yes);
-        assert_eq!(c.queue(frame.clone(), true, &config, &stats), Queued::Dropped);
-        assert_eq!(stats.events_dropped.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            c.queue(frame.clone(), true, &config, &stats),
+            Queued::Dropped
+        );
+        assert_eq!(
+            stats
+                .events_dropped
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         assert!(!c.read_blocked(&config));
         assert_eq!(c.queue(frame, false, &config, &stats), Queued::Yes);
-        assert!(c.read_blocked(&config), "a reply over the limit pauses reading");
+        assert!(
+            c.read_blocked(&config),
+            "a reply over the limit pauses reading"
+        );
         assert_eq!(c.phase, Phase::Open);
     }
 }

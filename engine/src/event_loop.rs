@@ -11,7 +11,6 @@
 //! when it resumes.
 
 use std::io::{self, Read};
-use std::net::Shutdown;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,12 +19,14 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::connection::{Conn, Phase, STAMP_PENDING};
+use crate::connection::{Conn, Phase, Socket, STAMP_PENDING};
 use crate::frame::{self, CloseCode, ClosePayload, OpCode, Parse};
+use crate::handler::{self, LocalEvent, PubSub};
 use crate::http::{self, HttpResponse};
 use crate::ids::{ConnId, GenSlab};
 use crate::json::Member;
 use crate::pipeline::{self, Env};
+use crate::pubsub::TopicTable;
 use crate::runtime::{Inbox, Shared};
 use crate::stats::bump;
 
@@ -48,6 +49,8 @@ pub(crate) struct EventLoop {
     rbuf: Vec<u8>,
     members: Vec<Member>,
     scratch: String,
+    topics: TopicTable,
+    outgoing: Vec<LocalEvent>,
     dirty: Vec<usize>,
     to_read: Vec<usize>,
     epoch: Instant,
@@ -74,6 +77,8 @@ impl EventLoop {
             rbuf: vec![0; READ_BUF],
             members: Vec::with_capacity(16),
             scratch: String::with_capacity(256),
+            topics: TopicTable::default(),
+            outgoing: Vec::new(),
             dirty: Vec::new(),
             to_read: Vec::new(),
             epoch: Instant::now(),
@@ -137,7 +142,9 @@ impl EventLoop {
     }
 
     fn accept(&mut self) {
-        let Some(listener) = &self.listener else { return };
+        let Some(listener) = &self.listener else {
+            return;
+        };
         loop {
             match listener.accept() {
                 Ok((stream, _)) => {
@@ -148,7 +155,7 @@ impl EventLoop {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    let conn = Conn::new(stream, self.now_ms);
+                    let conn = Conn::new(Socket::Tcp(stream), self.now_ms);
                     let raw = match self.conns.insert(conn) {
                         Ok(raw) => raw,
                         Err(_) => {
@@ -157,11 +164,12 @@ impl EventLoop {
                         }
                     };
                     let conn = self.conns.get_mut(raw).expect("just inserted");
+                    let stream = conn.stream.tcp().expect("accepted sockets are TCP");
                     let interest = Interest::READABLE | Interest::WRITABLE;
                     if let Err(e) = self
                         .poll
                         .registry()
-                        .register(&mut conn.stream, Token(raw.slot), interest)
+                        .register(stream, Token(raw.slot), interest)
                     {
                         log::warn!("switchyard: register failed: {e}");
                         self.conns.remove(raw);
@@ -191,6 +199,8 @@ impl EventLoop {
             rbuf,
             members,
             scratch,
+            topics,
+            outgoing,
             to_read,
             dirty,
             now_ms,
@@ -205,6 +215,8 @@ impl EventLoop {
             core: *core,
             members,
             scratch,
+            topics,
+            outgoing,
         };
         let config = &shared.config;
         let mut gone = false;
@@ -280,13 +292,44 @@ impl EventLoop {
                 }
             }
         }
-        if conn.dirty {
-            conn.dirty = false;
+        if conn.dirty && !conn.listed {
+            conn.listed = true;
             dirty.push(slot);
         }
         if gone {
             self.remove(id);
         }
+        self.deliver_local();
+    }
+
+    /// Delivers the events this loop's handlers published to this loop's
+    /// own subscribers.
+    fn deliver_local(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let mut outgoing = std::mem::take(&mut self.outgoing);
+        for ev in outgoing.drain(..) {
+            self.deliver(&ev.topic, &ev.frame, ev.except);
+        }
+        if self.outgoing.is_empty() {
+            self.outgoing = outgoing;
+        }
+    }
+
+    fn deliver(&mut self, topic: &str, frame: &bytes::Bytes, except: Option<ConnId>) {
+        let stats = &self.shared.cores[self.core].stats;
+        let (conns, dirty) = (&mut self.conns, &mut self.dirty);
+        deliver(
+            &self.shared.config,
+            stats,
+            conns,
+            &self.topics,
+            dirty,
+            topic,
+            frame,
+            except,
+        );
     }
 
     fn drain_inbox(&mut self) {
@@ -314,6 +357,11 @@ impl EventLoop {
                         self.mark_dirty(conn);
                     }
                 }
+                Inbox::Publish {
+                    topic,
+                    frame,
+                    except,
+                } => self.deliver(&topic, &frame, except),
                 Inbox::Close { conn, code, reason } => {
                     if let Some(c) = self.conns.get_mut(conn.raw()) {
                         c.start_close(code, &reason);
@@ -327,8 +375,8 @@ impl EventLoop {
 
     fn mark_dirty(&mut self, id: ConnId) {
         if let Some(c) = self.conns.get_mut(id.raw()) {
-            if c.dirty {
-                c.dirty = false;
+            if c.dirty && !c.listed {
+                c.listed = true;
                 self.dirty.push(id.raw().slot);
             }
         }
@@ -343,10 +391,15 @@ impl EventLoop {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        self.shared.cores[self.core].pending.lock().drain_where(|_| true);
+        self.shared.cores[self.core]
+            .pending
+            .lock()
+            .drain_where(|_| true);
         for raw in self.conns.keys() {
             let id = ConnId::from_raw(raw);
-            let Some(conn) = self.conns.get_mut(raw) else { continue };
+            let Some(conn) = self.conns.get_mut(raw) else {
+                continue;
+            };
             conn.inflight = 0;
             match conn.phase {
                 Phase::Open => {
@@ -368,7 +421,9 @@ impl EventLoop {
     /// Runs the channel's disconnect hook, once per upgraded connection.
     fn run_disconnect_hook(&mut self, id: ConnId) {
         let shared = Arc::clone(&self.shared);
-        let Some(conn) = self.conns.get_mut(id.raw()) else { return };
+        let Some(conn) = self.conns.get_mut(id.raw()) else {
+            return;
+        };
         if !conn.disconnect_pending {
             return;
         }
@@ -377,7 +432,11 @@ impl EventLoop {
             // Sends from the hook go nowhere: the connection is ending.
             let phase = conn.phase;
             conn.phase = Phase::Closing { peer_closed: true };
-            pipeline::run_hook(&shared, id, conn, &**hook);
+            let pubsub = PubSub {
+                topics: &mut self.topics,
+                outgoing: &mut self.outgoing,
+            };
+            pipeline::run_hook(&shared, pubsub, id, conn, &**hook);
             conn.phase = phase;
         }
     }
@@ -396,7 +455,9 @@ impl EventLoop {
         let mut to_close = Vec::new();
         let mut to_ping = Vec::new();
         for raw in self.conns.keys() {
-            let Some(conn) = self.conns.get_mut(raw) else { continue };
+            let Some(conn) = self.conns.get_mut(raw) else {
+                continue;
+            };
             if conn.since_ms == STAMP_PENDING {
                 conn.since_ms = now;
             }
@@ -405,6 +466,11 @@ impl EventLoop {
                 Phase::Handshake if age >= handshake_ms => expired.push(raw),
                 Phase::Open if age >= idle_ms => to_close.push(raw),
                 Phase::Open if age >= idle_ms / 2 && !conn.ping_sent => to_ping.push(raw),
+                // A close frame still waiting for room in the socket gets
+                // the idle timeout, so a client that resumes reading late
+                // still learns why it was closed; once written, the close
+                // timeout applies.
+                Phase::Closing { .. } if !conn.outbox.is_empty() && age < idle_ms => {}
                 Phase::HttpReply | Phase::Closing { .. } | Phase::Draining if age >= close_ms => {
                     expired.push(raw)
                 }
@@ -472,6 +538,7 @@ impl EventLoop {
             return;
         };
         conn.dirty = false;
+        conn.listed = false;
         let result = conn.outbox.write_to(&mut conn.stream);
         let failed = match result {
             Ok((n, flush)) => {
@@ -479,8 +546,13 @@ impl EventLoop {
                 if flush == crate::outbox::Flush::Drained {
                     match conn.phase {
                         Phase::Closing { peer_closed: true } | Phase::HttpReply => {
-                            let _ = conn.stream.shutdown(Shutdown::Write);
+                            conn.stream.shutdown_write();
                             conn.phase = Phase::Draining;
+                            conn.since_ms = self.now_ms;
+                        }
+                        // Our close frame is out: the client has the close
+                        // timeout from now to answer it.
+                        Phase::Closing { peer_closed: false } if n > 0 => {
                             conn.since_ms = self.now_ms;
                         }
                         _ => {}
@@ -506,18 +578,64 @@ impl EventLoop {
     /// requests, counts its close, and closes the socket.
     fn remove(&mut self, id: ConnId) {
         self.run_disconnect_hook(id);
-        let Some(mut conn) = self.conns.remove(id.raw()) else { return };
+        let Some(mut conn) = self.conns.remove(id.raw()) else {
+            return;
+        };
         let core = &self.shared.cores[self.core];
         if conn.inflight > 0 {
             core.pending.lock().drain_where(|p| p.conn == id);
         }
+        for topic in self.topics.remove_conn(id) {
+            self.shared.interest.remove(&topic, self.core);
+        }
+        handler::record_gauges(&core.stats, &self.topics);
         if conn.upgraded {
             core.stats.connection_closed();
-            core.stats.close(if conn.close_code == 0 { 1006 } else { conn.close_code });
+            core.stats.close(if conn.close_code == 0 {
+                1006
+            } else {
+                conn.close_code
+            });
         }
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        if let Some(stream) = conn.stream.tcp() {
+            let _ = self.poll.registry().deregister(stream);
+        }
         self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+        self.deliver_local();
     }
+}
+
+/// Queues one event frame to every local subscriber of `topic` (the fan-out
+/// hot path: one refcount increment and one queue push per subscriber) and
+/// lists each for this turn's flush.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn deliver(
+    config: &crate::Config,
+    stats: &crate::stats::CoreStats,
+    conns: &mut GenSlab<Conn>,
+    topics: &TopicTable,
+    dirty: &mut Vec<usize>,
+    topic: &str,
+    frame: &bytes::Bytes,
+    except: Option<ConnId>,
+) {
+    let mut delivered = 0;
+    for &id in topics.subscribers(topic) {
+        if Some(id) == except {
+            continue;
+        }
+        let Some(conn) = conns.get_mut(id.raw()) else {
+            continue;
+        };
+        if conn.queue(frame.clone(), true, config, stats) == crate::connection::Queued::Yes {
+            delivered += 1;
+        }
+        if conn.dirty && !conn.listed {
+            conn.listed = true;
+            dirty.push(id.raw().slot);
+        }
+    }
+    bump(&stats.events_delivered, delivered);
 }
 
 /// Bytes still missing for the frame (or request) at the start of `buf`.
@@ -587,7 +705,7 @@ fn handshake(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &[u8]) -> usiz
     bump(&stats.connections_open, 1);
     bump(&stats.connections_total, 1);
     if let Some(hook) = &shared.channels[channel].on_connect {
-        pipeline::run_hook(shared, id, conn, &**hook);
+        pipeline::run_hook(shared, env.pubsub(), id, conn, &**hook);
     }
     len
 }

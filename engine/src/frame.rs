@@ -360,6 +360,10 @@ pub fn parse_close(payload: &[u8]) -> ClosePayload {
     }
 }
 
+/// A text message is not valid UTF-8 (close with 1007).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidUtf8;
+
 /// Validates a text message that arrives in fragments, failing at the first
 /// fragment that cannot be the start of valid UTF-8.
 #[derive(Debug, Default, Clone)]
@@ -372,22 +376,22 @@ pub struct Utf8Stream {
 impl Utf8Stream {
     /// Feeds the next fragment. `Err` as soon as the bytes so far cannot be a
     /// prefix of valid UTF-8.
-    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), ()> {
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<(), InvalidUtf8> {
         while self.carry_len > 0 && !data.is_empty() {
             self.carry[self.carry_len as usize] = data[0];
             self.carry_len += 1;
             data = &data[1..];
             match std::str::from_utf8(&self.carry[..self.carry_len as usize]) {
                 Ok(_) => self.carry_len = 0,
-                Err(e) if e.error_len().is_some() => return Err(()),
-                Err(_) if self.carry_len == 4 => return Err(()),
+                Err(e) if e.error_len().is_some() => return Err(InvalidUtf8),
+                Err(_) if self.carry_len == 4 => return Err(InvalidUtf8),
                 Err(_) => {}
             }
         }
         match std::str::from_utf8(data) {
             Ok(_) => Ok(()),
             Err(e) => match e.error_len() {
-                Some(_) => Err(()),
+                Some(_) => Err(InvalidUtf8),
                 None => {
                     let tail = &data[e.valid_up_to()..];
                     self.carry[..tail.len()].copy_from_slice(tail);
@@ -474,26 +478,14 @@ mod tests {
     fn rejects_protocol_violations() {
         let mut f = client_frame(true, 1, b"x", [0; 4]);
         f[0] |= 0x40; // RSV1
-        assert_eq!(
-            parse_header(&f, 100),
-            Parse::Violation(CloseCode::Protocol)
-        );
+        assert_eq!(parse_header(&f, 100), Parse::Violation(CloseCode::Protocol));
         let f = client_frame(true, 3, b"x", [0; 4]); // reserved opcode
-        assert_eq!(
-            parse_header(&f, 100),
-            Parse::Violation(CloseCode::Protocol)
-        );
+        assert_eq!(parse_header(&f, 100), Parse::Violation(CloseCode::Protocol));
         let mut f = client_frame(true, 1, b"x", [0; 4]);
         f[1] &= 0x7F; // unmasked
-        assert_eq!(
-            parse_header(&f, 100),
-            Parse::Violation(CloseCode::Protocol)
-        );
+        assert_eq!(parse_header(&f, 100), Parse::Violation(CloseCode::Protocol));
         let f = client_frame(false, 9, b"x", [0; 4]); // fragmented ping
-        assert_eq!(
-            parse_header(&f, 100),
-            Parse::Violation(CloseCode::Protocol)
-        );
+        assert_eq!(parse_header(&f, 100), Parse::Violation(CloseCode::Protocol));
         let f = client_frame(true, 9, &[0; 126], [0; 4]); // long ping
         assert_eq!(
             parse_header(&f, 1000),
@@ -524,7 +516,10 @@ mod tests {
             parse_close(&[3]),
             ClosePayload::Invalid(CloseCode::Protocol)
         );
-        assert_eq!(parse_close(&1000u16.to_be_bytes()), ClosePayload::Code(1000));
+        assert_eq!(
+            parse_close(&1000u16.to_be_bytes()),
+            ClosePayload::Code(1000)
+        );
         assert_eq!(
             parse_close(&1005u16.to_be_bytes()),
             ClosePayload::Invalid(CloseCode::Protocol)
@@ -562,6 +557,9 @@ mod tests {
         assert!(!s.is_complete());
         assert!(s.feed(&[0x41]).is_err(), "bad continuation fails at once");
         let mut s = Utf8Stream::default();
-        assert!(s.feed(&[0xED, 0xA0, 0x80]).is_err(), "surrogates are invalid");
+        assert!(
+            s.feed(&[0xED, 0xA0, 0x80]).is_err(),
+            "surrogates are invalid"
+        );
     }
 }

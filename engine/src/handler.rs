@@ -18,8 +18,10 @@ use serde_json::Value;
 use crate::connection::{Conn, Queued};
 use crate::frame::CloseCode;
 use crate::ids::{ConnId, RequestId};
+use crate::pubsub::{check_topic, Change, TopicError, TopicTable};
 use crate::reply::{self, PushError, Reply};
-use crate::runtime::{EngineHandle, Pending, Shared};
+use crate::runtime::{self, EngineHandle, Pending, PublishError, Shared};
+use crate::stats::CoreStats;
 
 /// The result of a handler.
 pub type HandlerResult = Result<Reply, HandlerError>;
@@ -148,12 +150,71 @@ pub(crate) struct RequestEnv<'a> {
     pub(crate) rid_raw: Option<&'a str>,
 }
 
+/// An event published on this loop, delivered to this loop's own
+/// subscribers once the handler returns.
+#[derive(Debug)]
+pub(crate) struct LocalEvent {
+    pub(crate) topic: Arc<str>,
+    pub(crate) frame: bytes::Bytes,
+    pub(crate) except: Option<ConnId>,
+}
+
+/// The loop's pub/sub state a handler may touch.
+#[derive(Debug)]
+pub(crate) struct PubSub<'a> {
+    pub(crate) topics: &'a mut TopicTable,
+    pub(crate) outgoing: &'a mut Vec<LocalEvent>,
+}
+
+/// Subscribes `conn` on loop `core`, updating the interest map before it
+/// returns.
+pub(crate) fn subscribe(
+    shared: &Shared,
+    topics: &mut TopicTable,
+    conn: ConnId,
+    topic: &str,
+) -> Change {
+    let core = conn.raw().core;
+    let change = topics.subscribe(conn, topic);
+    if change == Change::First {
+        shared.interest.add(topic, core);
+    }
+    record_gauges(&shared.cores[core].stats, topics);
+    change
+}
+
+/// Unsubscribes `conn`, updating the interest map when the topic leaves
+/// this loop.
+pub(crate) fn unsubscribe(
+    shared: &Shared,
+    topics: &mut TopicTable,
+    conn: ConnId,
+    topic: &str,
+) -> Change {
+    let core = conn.raw().core;
+    let change = topics.unsubscribe(conn, topic);
+    if change == Change::Last {
+        shared.interest.remove(topic, core);
+    }
+    record_gauges(&shared.cores[core].stats, topics);
+    change
+}
+
+pub(crate) fn record_gauges(stats: &CoreStats, topics: &TopicTable) {
+    use std::sync::atomic::Ordering::Relaxed;
+    stats.topics.store(topics.topic_count() as u64, Relaxed);
+    stats
+        .subscriptions
+        .store(topics.subscription_count() as u64, Relaxed);
+}
+
 /// The context of a handler or lifecycle hook: one connection, seen from its
 /// loop thread.
 pub struct Ctx<'a> {
     pub(crate) id: ConnId,
     pub(crate) conn: &'a mut Conn,
     pub(crate) shared: &'a Arc<Shared>,
+    pub(crate) pubsub: PubSub<'a>,
     pub(crate) session: Option<Arc<Value>>,
     pub(crate) request: Option<RequestEnv<'a>>,
     pub(crate) deferred: Option<RequestId>,
@@ -218,7 +279,10 @@ impl<'a> Ctx<'a> {
     /// Sends a text frame as it is, without checking it is JSON (for a
     /// channel's default handler, such as an echo).
     pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.queue(crate::frame::encode(crate::frame::OpCode::Text, text.as_bytes()))
+        self.queue(crate::frame::encode(
+            crate::frame::OpCode::Text,
+            text.as_bytes(),
+        ))
     }
 
     /// Sends a binary frame.
@@ -228,10 +292,12 @@ impl<'a> Ctx<'a> {
 
     fn queue(&mut self, frame: bytes::Bytes) -> SendStatus {
         let core = self.id.raw().core;
-        match self
-            .conn
-            .queue(frame, false, &self.shared.config, &self.shared.cores[core].stats)
-        {
+        match self.conn.queue(
+            frame,
+            false,
+            &self.shared.config,
+            &self.shared.cores[core].stats,
+        ) {
             Queued::Yes => SendStatus::Queued,
             Queued::Dropped => SendStatus::Dropped,
             Queued::Closed => SendStatus::Closed,
@@ -242,6 +308,73 @@ impl<'a> Ctx<'a> {
     /// for the application's own) after what is already queued.
     pub fn close(&mut self, code: u16, reason: &str) {
         self.conn.request_close(CloseCode::from_u16(code), reason);
+    }
+
+    /// Subscribes this connection to `topic` (at most 256 bytes). Every
+    /// event published after this returns reaches it, from any loop.
+    /// Subscribing twice is one subscription.
+    pub fn subscribe(&mut self, topic: &str) -> Result<(), TopicError> {
+        check_topic(topic)?;
+        subscribe(self.shared, self.pubsub.topics, self.id, topic);
+        Ok(())
+    }
+
+    /// Unsubscribes this connection from `topic`; `false` if it was not
+    /// subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        unsubscribe(self.shared, self.pubsub.topics, self.id, topic) != Change::None
+    }
+
+    /// Publishes `data` to every subscriber of `topic` on every loop, this
+    /// connection included when it is subscribed.
+    pub fn publish(&mut self, topic: &str, data: &Value) -> Result<(), PublishError> {
+        let frame = runtime::event_frame_value(topic, data)?;
+        self.publish_frame(topic, frame, None);
+        Ok(())
+    }
+
+    /// [`publish`](Self::publish) with the data as JSON text.
+    pub fn publish_json(&mut self, topic: &str, json: &str) -> Result<(), PublishError> {
+        let frame = runtime::event_frame(topic, json)?;
+        self.publish_frame(topic, frame, None);
+        Ok(())
+    }
+
+    /// Publishes to every subscriber of `topic` except the connection
+    /// `except` (usually [`conn_id`](Self::conn_id), the sender).
+    pub fn publish_except(
+        &mut self,
+        topic: &str,
+        data: &Value,
+        except: ConnId,
+    ) -> Result<(), PublishError> {
+        let frame = runtime::event_frame_value(topic, data)?;
+        self.publish_frame(topic, frame, Some(except));
+        Ok(())
+    }
+
+    fn publish_frame(&mut self, topic: &str, frame: bytes::Bytes, except: Option<ConnId>) {
+        let core = self.id.raw().core;
+        if self
+            .shared
+            .route_publish(topic, frame.clone(), except, Some(core))
+        {
+            self.pubsub.outgoing.push(LocalEvent {
+                topic: Arc::from(topic),
+                frame,
+                except,
+            });
+        }
+    }
+
+    /// Topics this connection is subscribed to.
+    pub fn topics(&self) -> Vec<String> {
+        self.pubsub
+            .topics
+            .topics_of(self.id)
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
     }
 
     /// A handle to the engine, for work that outlives this call.
@@ -273,7 +406,11 @@ impl<'a> Ctx<'a> {
             rid_raw: env.rid_raw.map(Into::into),
             deadline: std::time::Instant::now() + self.shared.config.reply_timeout,
         };
-        let raw = self.shared.cores[core].pending.lock().insert(pending).ok()?;
+        let raw = self.shared.cores[core]
+            .pending
+            .lock()
+            .insert(pending)
+            .ok()?;
         let id = RequestId::from_raw(raw);
         self.conn.inflight += 1;
         self.deferred = Some(id);

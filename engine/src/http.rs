@@ -187,7 +187,8 @@ pub(crate) fn classify(req: &HttpRequest) -> Kind<'_> {
     }
     if req.header("sec-websocket-version").map(str::trim) != Some("13") {
         let mut r = HttpResponse::text(426, "WebSocket version 13 only\n");
-        r.headers.push(("Sec-WebSocket-Version".into(), "13".into()));
+        r.headers
+            .push(("Sec-WebSocket-Version".into(), "13".into()));
         return Kind::BadUpgrade(r);
     }
     match req.header("sec-websocket-key").map(str::trim) {
@@ -214,7 +215,10 @@ mod tests {
     #[test]
     fn parses_an_upgrade() {
         for cut in 0..UPGRADE.len() {
-            assert!(matches!(parse(&UPGRADE[..cut], 8192), Parsed::Partial), "cut {cut}");
+            assert!(
+                matches!(parse(&UPGRADE[..cut], 8192), Parsed::Partial),
+                "cut {cut}"
+            );
         }
         let Parsed::Done(req, len) = parse(UPGRADE, 8192) else {
             panic!()
@@ -230,7 +234,9 @@ mod tests {
 
     #[test]
     fn refuses_bad_requests() {
-        assert!(matches!(parse(b"\x16\x03\x01garbage\r\n\r\n", 8192), Parsed::Refuse(r) if r.status == 400));
+        assert!(
+            matches!(parse(b"\x16\x03\x01garbage\r\n\r\n", 8192), Parsed::Refuse(r) if r.status == 400)
+        );
         let big = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 9000]].concat();
         assert!(matches!(parse(&big, 8192), Parsed::Refuse(r) if r.status == 431));
         let mut many = b"GET / HTTP/1.1\r\n".to_vec();

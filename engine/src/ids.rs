@@ -176,6 +176,7 @@ impl<T> GenSlab<T> {
             .filter(|e| e.generation == id.generation)
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self, id: RawId) -> Option<&T> {
         self.entry(id).and_then(|e| e.value.as_ref())
     }
@@ -208,9 +209,7 @@ impl<T> GenSlab<T> {
     }
 
     pub(crate) fn remove(&mut self, id: RawId) -> Option<T> {
-        if self.entry(id).is_none() {
-            return None;
-        }
+        self.entry(id)?;
         let value = self.entries[id.slot].value.take()?;
         self.free.push(id.slot as u32);
         self.len -= 1;
@@ -259,11 +258,9 @@ mod tests {
 
     #[test]
     fn pack_round_trips_below_2_pow_53() {
-        for &(core, slot, generation) in &[
-            (0, 0, 0),
-            (255, MAX_SLOTS - 1, GEN_MASK),
-            (3, 12345, 77),
-        ] {
+        for &(core, slot, generation) in
+            &[(0, 0, 0), (255, MAX_SLOTS - 1, GEN_MASK), (3, 12345, 77)]
+        {
             let raw = RawId {
                 core,
                 slot,

@@ -199,7 +199,9 @@ pub fn decode_string(raw: &str) -> Cow<'_, str> {
 }
 
 fn hex4(b: &[u8]) -> u32 {
-    b.iter().fold(0, |acc, &c| acc * 16 + (c as char).to_digit(16).unwrap_or(0))
+    b.iter().fold(0, |acc, &c| {
+        acc * 16 + (c as char).to_digit(16).unwrap_or(0)
+    })
 }
 
 /// Writes `s` as a JSON string literal, quotes included.

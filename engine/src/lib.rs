@@ -30,6 +30,7 @@
 //! `pipeline` → `handler` → `reply` → `connection` / `outbox`.
 
 #![deny(missing_docs, missing_debug_implementations)]
+#![cfg_attr(test, allow(clippy::field_reassign_with_default))]
 
 pub mod action;
 mod channel;
@@ -37,6 +38,7 @@ mod config;
 mod connection;
 mod error;
 mod event_loop;
+mod fanout;
 pub mod frame;
 mod handler;
 mod http;
@@ -44,6 +46,7 @@ mod ids;
 pub mod json;
 mod outbox;
 mod pipeline;
+pub mod pubsub;
 mod reply;
 mod runtime;
 mod stats;
@@ -56,5 +59,5 @@ pub use handler::{Completion, Ctx, HandlerError, HandlerResult, ReplyHandle, Req
 pub use http::{HttpRequest, HttpResponse};
 pub use ids::{ConnId, RequestId, MAX_CORES};
 pub use reply::{PushError, Reply};
-pub use runtime::{Engine, EngineBuilder, EngineHandle};
+pub use runtime::{Engine, EngineBuilder, EngineHandle, PublishError};
 pub use stats::Stats;

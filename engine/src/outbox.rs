@@ -28,6 +28,9 @@ pub enum Flush {
 pub struct Outbox {
     frames: VecDeque<Bytes>,
     queued_bytes: usize,
+    /// The front frame is partly written: it must be finished before any
+    /// other byte goes out, or the stream is corrupt.
+    front_started: bool,
 }
 
 impl Outbox {
@@ -55,15 +58,25 @@ impl Outbox {
     /// Takes every queued frame out, in order.
     pub fn drain_frames(&mut self) -> impl Iterator<Item = Bytes> + '_ {
         self.queued_bytes = 0;
+        self.front_started = false;
         self.frames.drain(..)
     }
 
-    /// Drops everything queued (used when a connection is closed for being
-    /// too slow: its backlog is abandoned).
+    /// Drops everything queued that has not started going out (used when a
+    /// connection is closed for being too slow: its backlog is abandoned). A
+    /// partly written frame stays, so the stream remains well-framed.
     pub fn clear(&mut self) {
+        let keep = if self.front_started {
+            self.frames.pop_front()
+        } else {
+            None
+        };
         self.frames.clear();
         self.frames.shrink_to_fit();
         self.queued_bytes = 0;
+        if let Some(front) = keep {
+            self.push(front);
+        }
     }
 
     /// Writes as much as `w` takes, `MAX_IOVECS` frames per call. Returns
@@ -102,8 +115,10 @@ impl Outbox {
             if front.len() <= n {
                 n -= front.len();
                 self.frames.pop_front();
+                self.front_started = false;
             } else {
                 front.advance(n);
+                self.front_started = true;
                 n = 0;
             }
         }
@@ -179,6 +194,29 @@ mod tests {
             assert_eq!(ob.queued_bytes(), 0);
             assert!(ob.is_empty());
         }
+    }
+
+    #[test]
+    fn clear_keeps_a_partly_written_frame() {
+        let mut ob = Outbox::default();
+        ob.push(Bytes::from_static(b"first-frame"));
+        ob.push(Bytes::from_static(b"second"));
+        let mut w = Trickle {
+            out: Vec::new(),
+            step: 4,
+            budget: 4,
+        };
+        ob.write_to(&mut w).unwrap();
+        ob.clear();
+        ob.push(Bytes::from_static(b"close"));
+        w.budget = usize::MAX;
+        w.step = 100;
+        ob.write_to(&mut w).unwrap();
+        assert_eq!(w.out, b"first-frameclose");
+        // Nothing partly written: everything goes.
+        ob.push(Bytes::from_static(b"x"));
+        ob.clear();
+        assert!(ob.is_empty());
     }
 
     #[test]

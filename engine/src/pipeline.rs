@@ -15,9 +15,10 @@ use std::sync::Arc;
 use crate::action::{self, ExtractError, Rid, Routing};
 use crate::channel::{Channel, HookFn};
 use crate::connection::Conn;
-use crate::handler::{Ctx, HandlerError, HandlerResult, Request, RequestEnv};
+use crate::handler::{Ctx, HandlerError, HandlerResult, LocalEvent, PubSub, Request, RequestEnv};
 use crate::ids::{ConnId, RequestId};
 use crate::json::Member;
+use crate::pubsub::TopicTable;
 use crate::reply::{self, Envelope, Reply};
 use crate::runtime::Shared;
 use crate::stats::CoreStats;
@@ -28,10 +29,19 @@ pub(crate) struct Env<'a> {
     pub(crate) core: usize,
     pub(crate) members: &'a mut Vec<Member>,
     pub(crate) scratch: &'a mut String,
+    pub(crate) topics: &'a mut TopicTable,
+    pub(crate) outgoing: &'a mut Vec<LocalEvent>,
 }
 
-impl Env<'_> {
-    fn stats(&self) -> &CoreStats {
+impl<'a> Env<'a> {
+    pub(crate) fn pubsub(&mut self) -> PubSub<'_> {
+        PubSub {
+            topics: self.topics,
+            outgoing: self.outgoing,
+        }
+    }
+
+    pub(crate) fn stats(&self) -> &CoreStats {
         &self.shared.cores[self.core].stats
     }
 }
@@ -54,7 +64,16 @@ pub(crate) fn dispatch_text(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, text
                 ExtractError::BadJson => ("bad_json", "message is not valid JSON"),
                 ExtractError::NotObject => ("not_object", "message must be a JSON object"),
             };
-            return unrouted(env, id, conn, channel, text, Envelope::default(), code, message.into());
+            return unrouted(
+                env,
+                id,
+                conn,
+                channel,
+                text,
+                Envelope::default(),
+                code,
+                message.into(),
+            );
         }
     };
     let rid = match ex.rid {
@@ -70,13 +89,31 @@ pub(crate) fn dispatch_text(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, text
                 rid,
             };
             let message = format!("unknown {key} '{}'", a.name);
-            return unrouted(env, id, conn, channel, text, envelope, "unknown_action", message);
+            return unrouted(
+                env,
+                id,
+                conn,
+                channel,
+                text,
+                envelope,
+                "unknown_action",
+                message,
+            );
         }
         Routing::Missing => {
             let keys: Vec<&str> = channel.routing_keys.iter().map(|k| &**k).collect();
             let message = format!("message has no string '{}' member", keys.join("' or '"));
             let envelope = Envelope { action: None, rid };
-            return unrouted(env, id, conn, channel, text, envelope, "missing_action", message);
+            return unrouted(
+                env,
+                id,
+                conn,
+                channel,
+                text,
+                envelope,
+                "missing_action",
+                message,
+            );
         }
     };
     let key = &*channel.routing_keys[a.key_index];
@@ -99,6 +136,10 @@ pub(crate) fn dispatch_text(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, text
         id,
         conn: &mut *conn,
         shared,
+        pubsub: PubSub {
+            topics: env.topics,
+            outgoing: env.outgoing,
+        },
         session,
         request: Some(RequestEnv {
             channel: channel_index,
@@ -124,11 +165,26 @@ pub(crate) fn dispatch_binary(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, da
     let channel = &shared.channels[conn.channel as usize];
     let Some(handler) = &channel.binary_handler else {
         let message = "binary messages are not supported on this channel";
-        return send_error(env, conn, channel, &Envelope::default(), "binary_not_supported", message);
+        return send_error(
+            env,
+            conn,
+            channel,
+            &Envelope::default(),
+            "binary_not_supported",
+            message,
+        );
     };
-    let mut ctx = hook_ctx(shared, id, conn);
+    let mut ctx = hook_ctx(shared, env.pubsub(), id, conn);
     let result = catch_unwind(AssertUnwindSafe(|| handler(&mut ctx, data)));
-    finish(env, conn, channel, &Envelope::default(), None, result, false);
+    finish(
+        env,
+        conn,
+        channel,
+        &Envelope::default(),
+        None,
+        result,
+        false,
+    );
 }
 
 /// No route takes the message: the default handler gets it, or the client
@@ -146,7 +202,8 @@ fn unrouted(
 ) {
     match &channel.default_handler {
         Some(handler) => {
-            let mut ctx = hook_ctx(env.shared, id, conn);
+            let shared = env.shared;
+            let mut ctx = hook_ctx(shared, env.pubsub(), id, conn);
             let result = catch_unwind(AssertUnwindSafe(|| handler(&mut ctx, text)));
             finish(env, conn, channel, &envelope, None, result, false);
         }
@@ -154,12 +211,18 @@ fn unrouted(
     }
 }
 
-fn hook_ctx<'a>(shared: &'a Arc<Shared>, id: ConnId, conn: &'a mut Conn) -> Ctx<'a> {
+fn hook_ctx<'a>(
+    shared: &'a Arc<Shared>,
+    pubsub: PubSub<'a>,
+    id: ConnId,
+    conn: &'a mut Conn,
+) -> Ctx<'a> {
     let session = conn.session.clone();
     Ctx {
         id,
         conn,
         shared,
+        pubsub,
         session,
         request: None,
         deferred: None,
@@ -167,11 +230,20 @@ fn hook_ctx<'a>(shared: &'a Arc<Shared>, id: ConnId, conn: &'a mut Conn) -> Ctx<
 }
 
 /// Runs a lifecycle hook; a panic closes the connection with 1011.
-pub(crate) fn run_hook(shared: &Arc<Shared>, id: ConnId, conn: &mut Conn, hook: &HookFn) {
-    let mut ctx = hook_ctx(shared, id, conn);
+pub(crate) fn run_hook(
+    shared: &Arc<Shared>,
+    pubsub: PubSub<'_>,
+    id: ConnId,
+    conn: &mut Conn,
+    hook: &HookFn,
+) {
+    let mut ctx = hook_ctx(shared, pubsub, id, conn);
     let result = catch_unwind(AssertUnwindSafe(|| hook(&mut ctx)));
     if let Err(panic) = result {
-        log::error!("switchyard: lifecycle hook panicked: {}", panic_message(&*panic));
+        log::error!(
+            "switchyard: lifecycle hook panicked: {}",
+            panic_message(&*panic)
+        );
         conn.request_close(crate::frame::CloseCode::Internal, "internal error");
     }
     conn.apply_close_request();
@@ -214,7 +286,11 @@ fn finish(
             }
             Err(e) => {
                 log::error!("switchyard: handler reply is invalid: {}", e.0);
-                let shown = if debug { e.0.as_str() } else { "internal error" };
+                let shown = if debug {
+                    e.0.as_str()
+                } else {
+                    "internal error"
+                };
                 send_error(env, conn, channel, envelope, "internal", shown);
             }
         },
@@ -229,7 +305,11 @@ fn finish(
         Err(panic) => {
             let detail = panic_message(&*panic);
             log::error!("switchyard: handler panicked: {detail}");
-            let shown = if debug { detail.as_str() } else { "internal error" };
+            let shown = if debug {
+                detail.as_str()
+            } else {
+                "internal error"
+            };
             send_error(env, conn, channel, envelope, "internal", shown);
         }
     }

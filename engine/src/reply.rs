@@ -206,10 +206,16 @@ mod tests {
     #[test]
     fn non_objects_become_result() {
         for (v, want) in [
-            (json!([1, 2]), r#"{"action":"create","rid":7,"result":[1,2]}"#),
+            (
+                json!([1, 2]),
+                r#"{"action":"create","rid":7,"result":[1,2]}"#,
+            ),
             (json!("s"), r#"{"action":"create","rid":7,"result":"s"}"#),
             (json!(null), r#"{"action":"create","rid":7,"result":null}"#),
-            (json!(false), r#"{"action":"create","rid":7,"result":false}"#),
+            (
+                json!(false),
+                r#"{"action":"create","rid":7,"result":false}"#,
+            ),
         ] {
             assert_eq!(text(&encode_reply(&ENV, &Reply::Value(v)).unwrap()), want);
         }

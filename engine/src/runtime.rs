@@ -21,10 +21,12 @@ use crate::channel::Channel;
 use crate::config::Config;
 use crate::error::Error;
 use crate::event_loop::{EventLoop, WAKER};
+use crate::fanout::{self, InterestMap};
 use crate::frame::CloseCode;
 use crate::handler::{Completion, HandlerError, HandlerResult};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::ids::{ConnId, GenSlab, RequestId};
+use crate::pubsub::{check_topic, TopicError};
 use crate::reply::{self, Envelope, PushError};
 use crate::stats::{CoreStats, Stats};
 
@@ -37,6 +39,12 @@ pub(crate) enum Inbox {
     Reply { conn: ConnId, frame: Bytes },
     /// A push to a connection.
     Send { conn: ConnId, frame: Bytes },
+    /// Deliver an event frame to this loop's subscribers of `topic`.
+    Publish {
+        topic: Arc<str>,
+        frame: Bytes,
+        except: Option<ConnId>,
+    },
     /// Close a connection.
     Close {
         conn: ConnId,
@@ -76,6 +84,11 @@ impl CoreHandle {
         }
     }
 
+    /// Messages waiting.
+    pub(crate) fn backlog(&self) -> usize {
+        self.inbox.len()
+    }
+
     /// Called by the loop before it drains: later posts wake it again.
     pub(crate) fn take(&self) -> Option<Inbox> {
         self.inbox.pop()
@@ -95,6 +108,60 @@ pub(crate) struct Shared {
     pub(crate) stopped: AtomicBool,
     pub(crate) published: AtomicU64,
     pub(crate) open_connections: AtomicUsize,
+    pub(crate) interest: InterestMap,
+}
+
+/// Why a publish was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The topic is longer than 256 bytes.
+    TopicTooLong,
+    /// The data is not valid JSON.
+    InvalidJson,
+    /// The engine has stopped.
+    Stopped,
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::TopicTooLong => TopicError::TooLong.fmt(f),
+            PublishError::InvalidJson => f.write_str("published data must be valid JSON"),
+            PublishError::Stopped => f.write_str("the engine has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+impl From<TopicError> for PublishError {
+    fn from(_: TopicError) -> Self {
+        PublishError::TopicTooLong
+    }
+}
+
+/// Inbox length past which a publisher on a foreign thread waits for the
+/// loop to catch up, so a publisher faster than the loops cannot grow
+/// memory without bound. Loops themselves never wait.
+const INBOX_SOFT_LIMIT: usize = 1 << 16;
+
+/// The event frame for a publish of JSON text.
+pub(crate) fn event_frame(topic: &str, json: &str) -> Result<Bytes, PublishError> {
+    check_topic(topic)?;
+    if crate::json::validate(json).is_none() {
+        return Err(PublishError::InvalidJson);
+    }
+    Ok(fanout::encode_event(topic, json))
+}
+
+/// The event frame for a publish of a value.
+pub(crate) fn event_frame_value(
+    topic: &str,
+    data: &serde_json::Value,
+) -> Result<Bytes, PublishError> {
+    check_topic(topic)?;
+    Ok(fanout::encode_event_value(topic, data))
 }
 
 impl Shared {
@@ -127,6 +194,7 @@ impl Shared {
             stopped: AtomicBool::new(false),
             published: AtomicU64::new(0),
             open_connections: AtomicUsize::new(0),
+            interest: InterestMap::default(),
         });
         Ok((shared, polls))
     }
@@ -188,6 +256,42 @@ impl Shared {
         }
     }
 
+    /// Hands an event frame to every loop with subscribers of `topic`,
+    /// except `local` (the calling loop, which delivers its own). Returns
+    /// whether `local` has subscribers. `wait`: a foreign thread waits while
+    /// a loop's inbox is over its soft limit.
+    pub(crate) fn route_publish(
+        &self,
+        topic: &str,
+        frame: Bytes,
+        except: Option<ConnId>,
+        local: Option<usize>,
+    ) -> bool {
+        self.published.fetch_add(1, Ordering::Relaxed);
+        let cores = self.interest.cores(topic);
+        let mut local_hit = false;
+        let mut shared_topic: Option<Arc<str>> = None;
+        for core in cores.iter() {
+            if Some(core) == local {
+                local_hit = true;
+                continue;
+            }
+            let handle = &self.cores[core];
+            if local.is_none() {
+                while handle.backlog() > INBOX_SOFT_LIMIT && !self.stopped.load(Ordering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+            }
+            let topic = shared_topic.get_or_insert_with(|| Arc::from(topic)).clone();
+            handle.post(Inbox::Publish {
+                topic,
+                frame: frame.clone(),
+                except,
+            });
+        }
+        local_hit
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         let cores: Vec<&CoreStats> = self.cores.iter().map(|c| &c.stats).collect();
         Stats::sum(&cores, self.published.load(Ordering::Relaxed))
@@ -238,7 +342,9 @@ impl EngineBuilder {
     pub fn listen(self, addr: impl ToSocketAddrs) -> Result<Engine, Error> {
         self.config.validate()?;
         if self.channels.is_empty() {
-            return Err(Error::Channel("an engine needs at least one channel".into()));
+            return Err(Error::Channel(
+                "an engine needs at least one channel".into(),
+            ));
         }
         for (i, c) in self.channels.iter().enumerate() {
             c.validate()?;
@@ -397,6 +503,45 @@ impl EngineHandle {
     /// Counters, summed over the loops.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// Publishes `data` to every subscriber of `topic`, on every loop, from
+    /// any thread. Events from one thread reach each subscriber in publish
+    /// order. When a loop falls more than 65,536 messages behind, this waits
+    /// for it rather than queue without bound.
+    pub fn publish(&self, topic: &str, data: &serde_json::Value) -> Result<(), PublishError> {
+        let frame = event_frame_value(topic, data)?;
+        self.publish_frame(topic, frame, None)
+    }
+
+    /// [`publish`](Self::publish) with the data as JSON text.
+    pub fn publish_json(&self, topic: &str, json: &str) -> Result<(), PublishError> {
+        let frame = event_frame(topic, json)?;
+        self.publish_frame(topic, frame, None)
+    }
+
+    /// Publishes to every subscriber but `except`.
+    pub fn publish_except(
+        &self,
+        topic: &str,
+        json: &str,
+        except: ConnId,
+    ) -> Result<(), PublishError> {
+        let frame = event_frame(topic, json)?;
+        self.publish_frame(topic, frame, Some(except))
+    }
+
+    fn publish_frame(
+        &self,
+        topic: &str,
+        frame: Bytes,
+        except: Option<ConnId>,
+    ) -> Result<(), PublishError> {
+        if self.is_stopped() {
+            return Err(PublishError::Stopped);
+        }
+        self.shared.route_publish(topic, frame, except, None);
+        Ok(())
     }
 
     /// Whether the engine has stopped.

@@ -39,6 +39,8 @@ pub(crate) struct CoreStats {
     pub(crate) events_delivered: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) slow_consumer_closes: AtomicU64,
+    pub(crate) topics: AtomicU64,
+    pub(crate) subscriptions: AtomicU64,
     pub(crate) errors: [AtomicU64; ERROR_CODES.len()],
     pub(crate) closes: [AtomicU64; CLOSE_CODES.len()],
 }
@@ -99,6 +101,11 @@ pub struct Stats {
     pub events_dropped: u64,
     /// Connections closed with 1013 for falling behind.
     pub slow_consumer_closes: u64,
+    /// Topics with local subscribers, summed over loops (a topic with
+    /// subscribers on two loops counts twice).
+    pub topics: u64,
+    /// Subscriptions held (connection-topic pairs).
+    pub subscriptions: u64,
     /// Error frames sent, by code (`other` counts handler-raised codes).
     pub errors: BTreeMap<&'static str, u64>,
     /// Connections closed, by close code (1006: no close handshake; 0: any
@@ -124,6 +131,8 @@ impl Stats {
             s.events_delivered += c.events_delivered.load(Relaxed);
             s.events_dropped += c.events_dropped.load(Relaxed);
             s.slow_consumer_closes += c.slow_consumer_closes.load(Relaxed);
+            s.topics += c.topics.load(Relaxed);
+            s.subscriptions += c.subscriptions.load(Relaxed);
             for (code, n) in ERROR_CODES.iter().zip(&c.errors) {
                 *s.errors.entry(code).or_default() += n.load(Relaxed);
             }
@@ -152,22 +161,90 @@ impl Stats {
             let _ = writeln!(out, "# TYPE switchyard_{name} {kind}");
             let _ = writeln!(out, "switchyard_{name} {value}");
         };
-        metric("connections_open", "gauge", "WebSocket connections open now.", self.connections_open);
-        metric("connections_total", "counter", "WebSocket connections opened.", self.connections_total);
-        metric("messages_in_total", "counter", "Data messages received.", self.messages_in);
-        metric("messages_out_total", "counter", "Frames queued to clients.", self.messages_out);
-        metric("bytes_in_total", "counter", "Bytes read from clients.", self.bytes_in);
-        metric("bytes_out_total", "counter", "Bytes written to clients.", self.bytes_out);
-        metric("events_published_total", "counter", "Publishes made.", self.events_published);
-        metric("events_delivered_total", "counter", "Event frames queued to subscribers.", self.events_delivered);
-        metric("events_dropped_total", "counter", "Events dropped for slow consumers.", self.events_dropped);
-        metric("slow_consumer_closes_total", "counter", "Connections closed for falling behind.", self.slow_consumer_closes);
-        let _ = writeln!(out, "# HELP switchyard_errors_total Error frames sent, by code.");
+        metric(
+            "connections_open",
+            "gauge",
+            "WebSocket connections open now.",
+            self.connections_open,
+        );
+        metric(
+            "connections_total",
+            "counter",
+            "WebSocket connections opened.",
+            self.connections_total,
+        );
+        metric(
+            "messages_in_total",
+            "counter",
+            "Data messages received.",
+            self.messages_in,
+        );
+        metric(
+            "messages_out_total",
+            "counter",
+            "Frames queued to clients.",
+            self.messages_out,
+        );
+        metric(
+            "bytes_in_total",
+            "counter",
+            "Bytes read from clients.",
+            self.bytes_in,
+        );
+        metric(
+            "bytes_out_total",
+            "counter",
+            "Bytes written to clients.",
+            self.bytes_out,
+        );
+        metric(
+            "events_published_total",
+            "counter",
+            "Publishes made.",
+            self.events_published,
+        );
+        metric(
+            "events_delivered_total",
+            "counter",
+            "Event frames queued to subscribers.",
+            self.events_delivered,
+        );
+        metric(
+            "events_dropped_total",
+            "counter",
+            "Events dropped for slow consumers.",
+            self.events_dropped,
+        );
+        metric(
+            "topics",
+            "gauge",
+            "Topics with local subscribers, per loop, summed.",
+            self.topics,
+        );
+        metric(
+            "subscriptions",
+            "gauge",
+            "Subscriptions held.",
+            self.subscriptions,
+        );
+        metric(
+            "slow_consumer_closes_total",
+            "counter",
+            "Connections closed for falling behind.",
+            self.slow_consumer_closes,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP switchyard_errors_total Error frames sent, by code."
+        );
         let _ = writeln!(out, "# TYPE switchyard_errors_total counter");
         for (code, n) in &self.errors {
             let _ = writeln!(out, "switchyard_errors_total{{code=\"{code}\"}} {n}");
         }
-        let _ = writeln!(out, "# HELP switchyard_closes_total Connections closed, by close code.");
+        let _ = writeln!(
+            out,
+            "# HELP switchyard_closes_total Connections closed, by close code."
+        );
         let _ = writeln!(out, "# TYPE switchyard_closes_total counter");
         for (code, n) in &self.closes {
             let _ = writeln!(out, "switchyard_closes_total{{code=\"{code}\"}} {n}");

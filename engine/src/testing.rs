@@ -9,11 +9,13 @@ use serde_json::Value;
 
 use crate::channel::Channel;
 use crate::config::Config;
-use crate::connection::{Conn, Phase};
+use crate::connection::{Conn, Phase, Socket};
 use crate::error::Error;
-use crate::ids::{ConnId, RawId};
+use crate::handler::LocalEvent;
+use crate::ids::{ConnId, GenSlab, RawId};
 use crate::json::Member;
 use crate::pipeline::{self, Env};
+use crate::pubsub::TopicTable;
 use crate::runtime::Shared;
 
 /// One upgraded connection on one channel, with no loop thread: each
@@ -24,7 +26,8 @@ pub struct Harness {
     id: ConnId,
     members: Vec<Member>,
     scratch: String,
-    _peer: std::net::TcpStream,
+    topics: TopicTable,
+    outgoing: Vec<LocalEvent>,
 }
 
 impl std::fmt::Debug for Harness {
@@ -40,11 +43,7 @@ impl Harness {
         config.validate()?;
         channel.validate()?;
         let (shared, _polls) = Shared::new(config, vec![channel], None, 1)?;
-        // The pipeline never touches the socket; a loopback pair stands in.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let peer = std::net::TcpStream::connect(listener.local_addr()?)?;
-        let (server, _) = listener.accept()?;
-        let mut conn = Conn::new(mio::net::TcpStream::from_std(server), 0);
+        let mut conn = Conn::new(Socket::Memory, 0);
         conn.phase = Phase::Open;
         conn.upgraded = true;
         let id = ConnId::from_raw(RawId {
@@ -58,7 +57,8 @@ impl Harness {
             id,
             members: Vec::with_capacity(16),
             scratch: String::with_capacity(256),
-            _peer: peer,
+            topics: TopicTable::default(),
+            outgoing: Vec::new(),
         })
     }
 
@@ -74,6 +74,8 @@ impl Harness {
             core: 0,
             members: &mut self.members,
             scratch: &mut self.scratch,
+            topics: &mut self.topics,
+            outgoing: &mut self.outgoing,
         };
         pipeline::dispatch_text(&mut env, self.id, &mut self.conn, text);
     }
@@ -107,6 +109,101 @@ impl Harness {
     }
 }
 
+/// Many in-memory subscribers of one topic on one loop: drives the real
+/// fan-out path (encode once, queue on every subscriber) without sockets.
+pub struct FanoutHarness {
+    shared: Arc<Shared>,
+    conns: GenSlab<Conn>,
+    ids: Vec<ConnId>,
+    topics: TopicTable,
+    dirty: Vec<usize>,
+}
+
+impl std::fmt::Debug for FanoutHarness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FanoutHarness")
+            .field("subscribers", &self.ids.len())
+            .finish()
+    }
+}
+
+impl FanoutHarness {
+    /// `subscribers` upgraded connections, all subscribed to `topic`.
+    pub fn new(config: Config, subscribers: usize, topic: &str) -> Result<FanoutHarness, Error> {
+        config.validate()?;
+        let (shared, _polls) = Shared::new(config, vec![Channel::new("bench")], None, 1)?;
+        let mut conns = GenSlab::new(0);
+        let mut topics = TopicTable::default();
+        let mut ids = Vec::with_capacity(subscribers);
+        for _ in 0..subscribers {
+            let mut conn = Conn::new(Socket::Memory, 0);
+            conn.phase = Phase::Open;
+            conn.upgraded = true;
+            let raw = conns
+                .insert(conn)
+                .map_err(|_| Error::Config("too many subscribers".into()))?;
+            let id = ConnId::from_raw(raw);
+            topics.subscribe(id, topic);
+            ids.push(id);
+        }
+        Ok(FanoutHarness {
+            shared,
+            conns,
+            ids,
+            topics,
+            dirty: Vec::new(),
+        })
+    }
+
+    /// Publishes `json` to `topic`: encodes the event frame once and queues
+    /// it on every subscriber. Returns the frames queued.
+    pub fn publish(&mut self, topic: &str, json: &str) -> Result<usize, crate::PublishError> {
+        let frame = crate::runtime::event_frame(topic, json)?;
+        let stats = &self.shared.cores[0].stats;
+        let before = stats
+            .events_delivered
+            .load(std::sync::atomic::Ordering::Relaxed);
+        crate::event_loop::deliver(
+            &self.shared.config,
+            stats,
+            &mut self.conns,
+            &self.topics,
+            &mut self.dirty,
+            topic,
+            &frame,
+            None,
+        );
+        let after = stats
+            .events_delivered
+            .load(std::sync::atomic::Ordering::Relaxed);
+        Ok((after - before) as usize)
+    }
+
+    /// Empties every subscriber's outbox, as a flush would; returns the
+    /// frames taken.
+    pub fn drain(&mut self) -> usize {
+        let mut n = 0;
+        for slot in self.dirty.drain(..) {
+            if let Some((_, conn)) = self.conns.get_slot_mut(slot) {
+                conn.dirty = false;
+                conn.listed = false;
+                n += conn.outbox.drain_frames().count();
+            }
+        }
+        n
+    }
+
+    /// The frames queued on subscriber `i`, as text, taking them.
+    pub fn take_texts(&mut self, i: usize) -> Vec<String> {
+        let id = self.ids[i];
+        let conn = self.conns.get_mut(id.raw()).expect("subscriber exists");
+        conn.outbox
+            .drain_frames()
+            .map(|f| String::from_utf8_lossy(&f[2..]).into_owned())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,10 +216,21 @@ mod tests {
         h.dispatch(r#"{"action":"echo","rid":1,"a":2}"#);
         assert_eq!(
             h.take_texts(),
-            vec![r#"{"action":"echo","rid":1,"error":{"code":"unauthorized","message":"action 'echo' needs a session"}}"#]
+            vec![
+                r#"{"action":"echo","rid":1,"error":{"code":"unauthorized","message":"action 'echo' needs a session"}}"#
+            ]
         );
         h.set_session(serde_json::json!({"u": 1}));
         h.dispatch(r#"{"action":"echo","rid":1,"a":2}"#);
         assert_eq!(h.take_texts(), vec![r#"{"action":"echo","rid":1,"a":2}"#]);
+    }
+
+    #[test]
+    fn fans_out_in_memory() {
+        let mut f = FanoutHarness::new(Config::default(), 100, "t").unwrap();
+        assert_eq!(f.publish("t", r#"{"n":1}"#).unwrap(), 100);
+        assert_eq!(f.publish("other", "1").unwrap(), 0);
+        assert_eq!(f.take_texts(7), vec![r#"{"topic":"t","data":{"n":1}}"#]);
+        assert_eq!(f.drain(), 99);
     }
 }
