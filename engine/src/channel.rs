@@ -12,15 +12,67 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::handler::{Ctx, HandlerResult, Request};
+use crate::ids::{ConnId, RequestId};
 
 pub(crate) type RouteFn = dyn Fn(&mut Ctx<'_>, Request<'_>) -> HandlerResult + Send + Sync;
 pub(crate) type TextFn = dyn Fn(&mut Ctx<'_>, &str) -> HandlerResult + Send + Sync;
 pub(crate) type BinaryFn = dyn Fn(&mut Ctx<'_>, &[u8]) -> HandlerResult + Send + Sync;
 pub(crate) type HookFn = dyn Fn(&mut Ctx<'_>) + Send + Sync;
+pub(crate) type CancelFn = dyn Fn(ConnId, RequestId) + Send + Sync;
 
-pub(crate) struct Route {
+/// One route: its handler and how the engine treats it.
+///
+/// ```
+/// use switchyard::{Channel, Reply, Route};
+/// let ch = Channel::new("app").add_route(
+///     "login",
+///     Route::new(|_ctx, _req| Ok(Reply::Ack)).public().exclusive(),
+/// );
+/// ```
+pub struct Route {
     pub(crate) handler: Arc<RouteFn>,
     pub(crate) public: bool,
+    pub(crate) exclusive: bool,
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Route")
+            .field("public", &self.public)
+            .field("exclusive", &self.exclusive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Route {
+    /// A route that needs a session.
+    pub fn new<F>(handler: F) -> Route
+    where
+        F: Fn(&mut Ctx<'_>, Request<'_>) -> HandlerResult + Send + Sync + 'static,
+    {
+        Route {
+            handler: Arc::new(handler),
+            public: false,
+            exclusive: false,
+        }
+    }
+
+    /// Anyone may call it (`auth: false`).
+    pub fn public(mut self) -> Self {
+        self.public = true;
+        self
+    }
+
+    /// While a deferred request of this route is in flight, the
+    /// connection's later messages wait (nothing is lost: reading resumes
+    /// when every request in flight has completed). Use it for routes that
+    /// change the session from a deferred handler (login, logout), so the
+    /// next message sees the change. Synchronous handlers need no such care:
+    /// they finish before the next message is read.
+    pub fn exclusive(mut self) -> Self {
+        self.exclusive = true;
+        self
+    }
 }
 
 /// A channel: one WebSocket path and the routes served on it.
@@ -40,6 +92,7 @@ pub struct Channel {
     pub(crate) binary_handler: Option<Arc<BinaryFn>>,
     pub(crate) on_connect: Option<Arc<HookFn>>,
     pub(crate) on_disconnect: Option<Arc<HookFn>>,
+    pub(crate) on_cancel: Option<Arc<CancelFn>>,
     pub(crate) close_on_error: bool,
     problems: Vec<String>,
 }
@@ -70,6 +123,7 @@ impl Channel {
             binary_handler: None,
             on_connect: None,
             on_disconnect: None,
+            on_cancel: None,
             close_on_error: false,
             problems: Vec::new(),
         }
@@ -94,12 +148,9 @@ impl Channel {
         self
     }
 
-    fn add(mut self, name: &str, handler: Arc<RouteFn>, public: bool) -> Self {
-        if self
-            .routes
-            .insert(name.into(), Route { handler, public })
-            .is_some()
-        {
+    /// Adds a route built with [`Route`].
+    pub fn add_route(mut self, name: &str, route: Route) -> Self {
+        if self.routes.insert(name.into(), route).is_some() {
             self.problems
                 .push(format!("route '{name}' is registered twice"));
         }
@@ -112,7 +163,7 @@ impl Channel {
     where
         F: Fn(&mut Ctx<'_>, Request<'_>) -> HandlerResult + Send + Sync + 'static,
     {
-        self.add(name, Arc::new(handler), false)
+        self.add_route(name, Route::new(handler))
     }
 
     /// A route anyone may call (`auth: false`).
@@ -120,7 +171,7 @@ impl Channel {
     where
         F: Fn(&mut Ctx<'_>, Request<'_>) -> HandlerResult + Send + Sync + 'static,
     {
-        self.add(name, Arc::new(handler), true)
+        self.add_route(name, Route::new(handler).public())
     }
 
     /// Receives, as raw text, every text message no route takes (bad JSON,
@@ -160,6 +211,17 @@ impl Channel {
         F: Fn(&mut Ctx<'_>) + Send + Sync + 'static,
     {
         self.on_disconnect = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs on the loop thread for each deferred request whose connection
+    /// closed (or whose engine stopped) before it was answered: the host can
+    /// stop working on it. Replying to it now is `Stale`.
+    pub fn on_cancel<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(ConnId, RequestId) + Send + Sync + 'static,
+    {
+        self.on_cancel = Some(Arc::new(hook));
         self
     }
 

@@ -11,9 +11,9 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
 
+use crate::handler::Session;
 use bytes::Bytes;
 use mio::net::TcpStream;
-use serde_json::Value;
 
 use crate::config::{Config, SlowConsumerPolicy};
 use crate::frame::{self, CloseCode, OpCode, Utf8Stream};
@@ -118,10 +118,13 @@ pub(crate) struct Conn {
     pub(crate) inbuf: Vec<u8>,
     pub(crate) partial: Option<Box<Partial>>,
     pub(crate) outbox: Outbox,
-    pub(crate) session: Option<Arc<Value>>,
+    pub(crate) session: Option<Arc<Session>>,
     pub(crate) state: Option<Box<dyn Any + Send>>,
     /// Deferred requests not yet answered.
     pub(crate) inflight: u32,
+    /// A deferred request of an exclusive route is in flight: later
+    /// messages wait until every request in flight completes.
+    pub(crate) exclusive: bool,
     /// Loop time (ms) of the last frame received, the accept, or the start
     /// of closing, depending on the phase.
     pub(crate) since_ms: u64,
@@ -157,6 +160,7 @@ impl Conn {
             session: None,
             state: None,
             inflight: 0,
+            exclusive: false,
             since_ms: now_ms,
             close_code: 0,
             close_request: None,
@@ -170,10 +174,23 @@ impl Conn {
         }
     }
 
-    /// Whether reading must wait (in-flight limit or full outbox).
-    pub(crate) fn read_blocked(&self, config: &Config) -> bool {
+    /// Whether reading must wait: the in-flight limit, a full outbox, an
+    /// exclusive request in flight, or the engine-wide pause (a host's full
+    /// completion queue).
+    pub(crate) fn read_blocked(&self, config: &Config, global_pause: bool) -> bool {
         self.phase == Phase::Open
-            && (self.inflight as usize >= config.max_inflight_per_connection || self.outbox_full)
+            && (self.inflight as usize >= config.max_inflight_per_connection
+                || self.outbox_full
+                || (self.exclusive && self.inflight > 0)
+                || global_pause)
+    }
+
+    /// One deferred request completed (answered, timed out or dropped).
+    pub(crate) fn request_done(&mut self) {
+        self.inflight = self.inflight.saturating_sub(1);
+        if self.inflight == 0 {
+            self.exclusive = false;
+        }
     }
 
     /// Queues a data frame under the backpressure rules. `is_event` marks
@@ -299,10 +316,10 @@ mod tests {
                 .load(std::sync::atomic::Ordering::Relaxed),
             1
         );
-        assert!(!c.read_blocked(&config));
+        assert!(!c.read_blocked(&config, false));
         assert_eq!(c.queue(frame, false, &config, &stats), Queued::Yes);
         assert!(
-            c.read_blocked(&config),
+            c.read_blocked(&config, false),
             "a reply over the limit pauses reading"
         );
         assert_eq!(c.phase, Phase::Open);

@@ -53,6 +53,8 @@ pub(crate) struct EventLoop {
     outgoing: Vec<LocalEvent>,
     dirty: Vec<usize>,
     to_read: Vec<usize>,
+    /// Connections held by the engine-wide pause, read again on resume.
+    paused: Vec<usize>,
     epoch: Instant,
     now_ms: u64,
     accept_paused: bool,
@@ -81,6 +83,7 @@ impl EventLoop {
             outgoing: Vec::new(),
             dirty: Vec::new(),
             to_read: Vec::new(),
+            paused: Vec::new(),
             epoch: Instant::now(),
             now_ms: 0,
             accept_paused: false,
@@ -202,6 +205,7 @@ impl EventLoop {
             topics,
             outgoing,
             to_read,
+            paused,
             dirty,
             now_ms,
             ..
@@ -220,9 +224,13 @@ impl EventLoop {
         };
         let config = &shared.config;
         let mut gone = false;
+        let global_pause = shared.reading_paused();
         let mut reads = 0;
         loop {
-            if conn.read_blocked(config) {
+            if conn.read_blocked(config, global_pause) {
+                if global_pause {
+                    paused.push(slot);
+                }
                 break;
             }
             if reads == READS_PER_TURN {
@@ -338,17 +346,26 @@ impl EventLoop {
         core.mark_asleep();
         while let Some(msg) = core.take() {
             match msg {
-                Inbox::Reply { conn, frame } => {
-                    let max = shared.config.max_inflight_per_connection;
+                Inbox::Reply { conn, frame } => self.request_done(conn, frame),
+                Inbox::Subscribe { conn, topic } => {
+                    if self.conns.get_mut(conn.raw()).is_some() {
+                        handler::subscribe(&shared, &mut self.topics, conn, &topic);
+                    }
+                }
+                Inbox::Unsubscribe { conn, topic } => {
+                    handler::unsubscribe(&shared, &mut self.topics, conn, &topic);
+                }
+                Inbox::Session { conn, session } => {
                     if let Some(c) = self.conns.get_mut(conn.raw()) {
-                        let was_blocked = c.read_blocked(&shared.config);
-                        c.inflight = c.inflight.saturating_sub(1);
-                        c.queue(frame, false, &shared.config, &core.stats);
-                        if was_blocked && (c.inflight as usize) < max {
+                        c.session = session;
+                    }
+                }
+                Inbox::Resume => {
+                    for slot in std::mem::take(&mut self.paused) {
+                        if let Some((_, c)) = self.conns.get_slot_mut(slot) {
                             c.stalled = true;
-                            self.to_read.push(conn.raw().slot);
+                            self.to_read.push(slot);
                         }
-                        self.mark_dirty(conn);
                     }
                 }
                 Inbox::Send { conn, frame } => {
@@ -373,6 +390,40 @@ impl EventLoop {
         }
     }
 
+    /// A deferred request of `id` completed with `frame` (its reply or
+    /// error): queue it, and resume reading if the request held it up.
+    fn request_done(&mut self, id: ConnId, frame: bytes::Bytes) {
+        let shared = &self.shared;
+        let paused = shared.reading_paused();
+        let Some(conn) = self.conns.get_mut(id.raw()) else {
+            return;
+        };
+        let was_blocked = conn.read_blocked(&shared.config, paused);
+        conn.request_done();
+        conn.queue(frame, false, &shared.config, &shared.cores[self.core].stats);
+        if was_blocked && !conn.read_blocked(&shared.config, paused) {
+            conn.stalled = true;
+            self.to_read.push(id.raw().slot);
+        }
+        self.mark_dirty(id);
+    }
+
+    /// Tells the channel's cancel hook about requests whose connection went
+    /// away before they were answered.
+    fn cancelled(&self, dropped: Vec<(crate::ids::RawId, crate::runtime::Pending)>) {
+        for (raw, p) in dropped {
+            if let Some(hook) = &self.shared.channels[p.channel as usize].on_cancel {
+                let id = crate::ids::RequestId::from_raw(raw);
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(p.conn, id))) {
+                    log::error!(
+                        "switchyard: cancel hook panicked: {}",
+                        pipeline::panic_message(&*panic)
+                    );
+                }
+            }
+        }
+    }
+
     fn mark_dirty(&mut self, id: ConnId) {
         if let Some(c) = self.conns.get_mut(id.raw()) {
             if c.dirty && !c.listed {
@@ -391,16 +442,18 @@ impl EventLoop {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        self.shared.cores[self.core]
+        let dropped = self.shared.cores[self.core]
             .pending
             .lock()
             .drain_where(|_| true);
+        self.cancelled(dropped);
         for raw in self.conns.keys() {
             let id = ConnId::from_raw(raw);
             let Some(conn) = self.conns.get_mut(raw) else {
                 continue;
             };
             conn.inflight = 0;
+            conn.exclusive = false;
             match conn.phase {
                 Phase::Open => {
                     self.run_disconnect_hook(id);
@@ -506,17 +559,9 @@ impl EventLoop {
             .drain_where(|p| p.deadline <= now);
         let error = pipeline::timeout_error();
         for (_, p) in expired {
-            let frame = shared.encode_for(&p, &Err(error.clone()));
-            if let Some(conn) = self.conns.get_mut(p.conn.raw()) {
+            if self.conns.get_mut(p.conn.raw()).is_some() {
                 shared.cores[self.core].stats.error("timeout");
-                let was_blocked = conn.read_blocked(&shared.config);
-                conn.inflight = conn.inflight.saturating_sub(1);
-                conn.queue(frame, false, &shared.config, &shared.cores[self.core].stats);
-                if was_blocked && !conn.read_blocked(&shared.config) {
-                    conn.stalled = true;
-                    self.to_read.push(p.conn.raw().slot);
-                }
-                self.mark_dirty(p.conn);
+                self.request_done(p.conn, shared.encode_for(&p, &Err(error.clone())));
             }
         }
     }
@@ -583,8 +628,10 @@ impl EventLoop {
         };
         let core = &self.shared.cores[self.core];
         if conn.inflight > 0 {
-            core.pending.lock().drain_where(|p| p.conn == id);
+            let dropped = core.pending.lock().drain_where(|p| p.conn == id);
+            self.cancelled(dropped);
         }
+        let core = &self.shared.cores[self.core];
         for topic in self.topics.remove_conn(id) {
             self.shared.interest.remove(&topic, self.core);
         }
@@ -741,7 +788,7 @@ fn frames(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &mut [u8], now_ms
     let config = &env.shared.config;
     let mut pos = 0;
     while pos < buf.len() {
-        if conn.read_blocked(config) {
+        if conn.read_blocked(config, env.shared.reading_paused()) {
             conn.stalled = true;
             return pos;
         }

@@ -26,6 +26,43 @@ use crate::stats::CoreStats;
 /// The result of a handler.
 pub type HandlerResult = Result<Reply, HandlerError>;
 
+/// A connection's session: the JSON value, and its text, kept so hosts that
+/// take the session as text (C, Node, Python) get it without a
+/// serialisation per request.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Session {
+    pub(crate) value: Value,
+    pub(crate) json: Box<str>,
+}
+
+impl Session {
+    pub(crate) fn from_value(value: Value) -> Arc<Session> {
+        let json = value.to_string().into_boxed_str();
+        Arc::new(Session { value, json })
+    }
+
+    /// A session from JSON text; `None` when the text is not JSON.
+    pub(crate) fn from_json(json: &str) -> Option<Arc<Session>> {
+        let value: Value = serde_json::from_str(json).ok()?;
+        Some(Arc::new(Session {
+            value,
+            json: json.trim().into(),
+        }))
+    }
+}
+
+/// The session text was not valid JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidSession;
+
+impl fmt::Display for InvalidSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a session must be valid JSON")
+    }
+}
+
+impl std::error::Error for InvalidSession {}
+
 /// An error a handler (or the engine) answers with: `{"error": {"code",
 /// "message"}}`. Codes are `snake_case`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -215,7 +252,7 @@ pub struct Ctx<'a> {
     pub(crate) conn: &'a mut Conn,
     pub(crate) shared: &'a Arc<Shared>,
     pub(crate) pubsub: PubSub<'a>,
-    pub(crate) session: Option<Arc<Value>>,
+    pub(crate) session: Option<Arc<Session>>,
     pub(crate) request: Option<RequestEnv<'a>>,
     pub(crate) deferred: Option<RequestId>,
 }
@@ -224,7 +261,7 @@ impl fmt::Debug for Ctx<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ctx")
             .field("id", &self.id)
-            .field("session", &self.session)
+            .field("session", &self.session_json())
             .finish_non_exhaustive()
     }
 }
@@ -238,13 +275,24 @@ impl<'a> Ctx<'a> {
     /// The session as it was when this request started (or, in a hook,
     /// now). `None` without one.
     pub fn session(&self) -> Option<&Value> {
-        self.session.as_deref()
+        self.session.as_deref().map(|s| &s.value)
+    }
+
+    /// [`session`](Self::session) as JSON text.
+    pub fn session_json(&self) -> Option<&str> {
+        self.session.as_deref().map(|s| &*s.json)
     }
 
     /// Sets the connection's session. Every later request on this
     /// connection sees it; this request keeps the one it started with.
     pub fn set_session(&mut self, session: Value) {
-        self.conn.session = Some(Arc::new(session));
+        self.conn.session = Some(Session::from_value(session));
+    }
+
+    /// [`set_session`](Self::set_session) from JSON text.
+    pub fn set_session_json(&mut self, json: &str) -> Result<(), InvalidSession> {
+        self.conn.session = Some(Session::from_json(json).ok_or(InvalidSession)?);
+        Ok(())
     }
 
     /// Ends the connection's session, for every later request.

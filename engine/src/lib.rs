@@ -52,10 +52,12 @@ mod runtime;
 mod stats;
 pub mod testing;
 
-pub use channel::Channel;
+pub use channel::{Channel, Route};
 pub use config::{Config, SlowConsumerPolicy};
 pub use error::Error;
-pub use handler::{Completion, Ctx, HandlerError, HandlerResult, ReplyHandle, Request, SendStatus};
+pub use handler::{
+    Completion, Ctx, HandlerError, HandlerResult, InvalidSession, ReplyHandle, Request, SendStatus,
+};
 pub use http::{HttpRequest, HttpResponse};
 pub use ids::{ConnId, RequestId, MAX_CORES};
 pub use reply::{PushError, Reply};

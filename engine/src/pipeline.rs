@@ -156,7 +156,16 @@ pub(crate) fn dispatch_text(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, text
     };
     let result = catch_unwind(AssertUnwindSafe(|| (route.handler)(&mut ctx, req)));
     let deferred = ctx.deferred;
-    finish(env, conn, channel, &envelope, deferred, result, true);
+    finish(
+        env,
+        conn,
+        channel,
+        &envelope,
+        deferred,
+        result,
+        true,
+        route.exclusive,
+    );
 }
 
 /// A binary message from an open connection.
@@ -184,6 +193,7 @@ pub(crate) fn dispatch_binary(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, da
         None,
         result,
         false,
+        false,
     );
 }
 
@@ -205,7 +215,7 @@ fn unrouted(
             let shared = env.shared;
             let mut ctx = hook_ctx(shared, env.pubsub(), id, conn);
             let result = catch_unwind(AssertUnwindSafe(|| handler(&mut ctx, text)));
-            finish(env, conn, channel, &envelope, None, result, false);
+            finish(env, conn, channel, &envelope, None, result, false, false);
         }
         None => send_error(env, conn, channel, &envelope, code, &message),
     }
@@ -251,6 +261,7 @@ pub(crate) fn run_hook(
 
 /// Sends what a handler returned. `ack_replies`: whether `Ack` sends the bare
 /// envelope (routes) or nothing (default and binary handlers).
+#[allow(clippy::too_many_arguments)]
 fn finish(
     env: &mut Env<'_>,
     conn: &mut Conn,
@@ -259,8 +270,12 @@ fn finish(
     deferred: Option<RequestId>,
     result: std::thread::Result<HandlerResult>,
     ack_replies: bool,
+    exclusive: bool,
 ) {
     if let (Ok(Ok(Reply::Deferred)), Some(_)) = (&result, deferred) {
+        if exclusive {
+            conn.exclusive = true;
+        }
         conn.apply_close_request();
         return;
     }
@@ -268,7 +283,7 @@ fn finish(
         // The handler deferred but answered at once: the handle goes stale.
         let removed = env.shared.cores[env.core].pending.lock().remove(id.raw());
         if removed.is_some() {
-            conn.inflight -= 1;
+            conn.request_done();
         }
     }
     let debug = env.shared.config.debug;

@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::event_loop::{EventLoop, WAKER};
 use crate::fanout::{self, InterestMap};
 use crate::frame::CloseCode;
-use crate::handler::{Completion, HandlerError, HandlerResult};
+use crate::handler::{Completion, HandlerError, HandlerResult, InvalidSession, Session};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::ids::{ConnId, GenSlab, RequestId};
 use crate::pubsub::{check_topic, TopicError};
@@ -45,6 +45,17 @@ pub(crate) enum Inbox {
         frame: Bytes,
         except: Option<ConnId>,
     },
+    /// Subscribe a connection (from a host thread).
+    Subscribe { conn: ConnId, topic: Box<str> },
+    /// Unsubscribe a connection (from a host thread).
+    Unsubscribe { conn: ConnId, topic: Box<str> },
+    /// Set (`Some`) or clear a connection's session (from a host thread).
+    Session {
+        conn: ConnId,
+        session: Option<Arc<Session>>,
+    },
+    /// The engine-wide reading pause ended.
+    Resume,
     /// Close a connection.
     Close {
         conn: ConnId,
@@ -109,6 +120,7 @@ pub(crate) struct Shared {
     pub(crate) published: AtomicU64,
     pub(crate) open_connections: AtomicUsize,
     pub(crate) interest: InterestMap,
+    reading_paused: AtomicBool,
 }
 
 /// Why a publish was refused.
@@ -195,8 +207,15 @@ impl Shared {
             published: AtomicU64::new(0),
             open_connections: AtomicUsize::new(0),
             interest: InterestMap::default(),
+            reading_paused: AtomicBool::new(false),
         });
         Ok((shared, polls))
+    }
+
+    /// Whether every loop holds off reading (a host's queue is full).
+    #[inline]
+    pub(crate) fn reading_paused(&self) -> bool {
+        self.reading_paused.load(Ordering::Acquire)
     }
 
     /// Completes a deferred request from any thread.
@@ -542,6 +561,62 @@ impl EngineHandle {
         }
         self.shared.route_publish(topic, frame, except, None);
         Ok(())
+    }
+
+    /// Subscribes a connection to `topic` from any thread. It takes effect
+    /// on the connection's loop before anything this thread posts to that
+    /// connection afterwards (such as the reply that acknowledges it).
+    pub fn subscribe(&self, conn: ConnId, topic: &str) -> Result<bool, PublishError> {
+        check_topic(topic)?;
+        Ok(self.shared.post_to(
+            conn,
+            Inbox::Subscribe {
+                conn,
+                topic: topic.into(),
+            },
+        ))
+    }
+
+    /// Unsubscribes a connection from `topic`, from any thread.
+    pub fn unsubscribe(&self, conn: ConnId, topic: &str) -> bool {
+        self.shared.post_to(
+            conn,
+            Inbox::Unsubscribe {
+                conn,
+                topic: topic.into(),
+            },
+        )
+    }
+
+    /// Sets (JSON text) or, with `None`, clears a connection's session from
+    /// any thread, ahead of anything this thread posts to the connection
+    /// afterwards. For the next message to see it, the request that changes
+    /// it should be on an [exclusive](crate::Route::exclusive) route.
+    pub fn set_session_json(
+        &self,
+        conn: ConnId,
+        json: Option<&str>,
+    ) -> Result<bool, InvalidSession> {
+        let session = match json {
+            Some(text) => Some(Session::from_json(text).ok_or(InvalidSession)?),
+            None => None,
+        };
+        Ok(self.shared.post_to(conn, Inbox::Session { conn, session }))
+    }
+
+    /// Makes every loop stop reading its sockets (a host whose work queue is
+    /// full uses it; nothing is dropped, clients just wait).
+    pub fn pause_reading(&self) {
+        self.shared.reading_paused.store(true, Ordering::Release);
+    }
+
+    /// Ends [`pause_reading`](Self::pause_reading).
+    pub fn resume_reading(&self) {
+        if self.shared.reading_paused.swap(false, Ordering::AcqRel) {
+            for core in &self.shared.cores {
+                core.post(Inbox::Resume);
+            }
+        }
     }
 
     /// Whether the engine has stopped.

@@ -64,7 +64,7 @@ impl Harness {
 
     /// Sets the connection's session.
     pub fn set_session(&mut self, session: Value) {
-        self.conn.session = Some(Arc::new(session));
+        self.conn.session = Some(crate::handler::Session::from_value(session));
     }
 
     /// Runs one text message through the pipeline.
