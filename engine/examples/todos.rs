@@ -14,7 +14,8 @@
 //!   session (everything else): without one the engine answers
 //!   `unauthorized` before the handler runs;
 //! - a session set from a verified JWT (HS256, `sub` is the user id);
-//! - input read into small serde structs with [`Request::json`], and
+//! - input checked by a JSON Schema on the route (`create`), read into
+//!   small serde structs with [`Request::json`], and
 //!   errors of the app's own (`invalid_token`, `not_found`) through
 //!   [`HandlerError`];
 //! - state shared by every connection: handlers run on several loop threads
@@ -46,7 +47,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use switchyard::{Channel, Ctx, Engine, HandlerError, HandlerResult, Reply, Request};
+use switchyard::{Channel, Ctx, Engine, HandlerError, HandlerResult, Reply, Request, Route};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:9001";
 const DEFAULT_SECRET: &str = "switchyard-dev-secret";
@@ -231,22 +232,14 @@ fn logout(ctx: &mut Ctx<'_>, _req: Request<'_>) -> HandlerResult {
     Ok(Reply::Value(json!({ "ok": true })))
 }
 
-/// `create {text}` → `{"todo": TODO}`.
+/// `create {text}` → `{"todo": TODO}`. The route's input schema
+/// ([`create_schema`]) has already checked `text`.
 fn create(app: &App, ctx: &mut Ctx<'_>, req: Request<'_>) -> HandlerResult {
     #[derive(Deserialize)]
     struct Input {
         text: String,
     }
-    let bad_text = || {
-        HandlerError::invalid_input(format!(
-            "`text` must be a string of 1 to {MAX_TEXT_CHARS} characters"
-        ))
-    };
-    let Input { text } = req.json().map_err(|_| bad_text())?;
-    // Characters (Unicode scalar values), not bytes.
-    if !(1..=MAX_TEXT_CHARS).contains(&text.chars().count()) {
-        return Err(bad_text());
-    }
+    let Input { text } = req.json()?;
     let owner = user_id(ctx)?;
     let mut todos = app.todos();
     todos.last_id += 1;
@@ -350,13 +343,29 @@ fn with_app(
     move |ctx, req| handler(&app, ctx, req)
 }
 
+/// `create`'s input: `text`, a string of 1 to 500 characters (JSON Schema
+/// counts characters, not bytes). Anything else gets `invalid_input` naming
+/// the member, before the handler runs.
+fn create_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS}
+        },
+        "required": ["text"]
+    })
+}
+
 fn todos_channel(app: &Arc<App>) -> Channel {
     // Served at `/todos`, routed by the `action` member (both defaults).
     Channel::new("todos")
         .public_route("auth", with_app(app, auth))
         .public_route("whoami", whoami)
         .public_route("logout", logout)
-        .route("create", with_app(app, create))
+        .add_route(
+            "create",
+            Route::new(with_app(app, create)).input_schema(create_schema()),
+        )
         .route("list", with_app(app, list))
         .route("toggle", with_app(app, toggle))
         .route("delete", with_app(app, delete))

@@ -5,20 +5,49 @@
 //! Routes live in a `HashMap` keyed by name, so only names that were
 //! registered route anywhere: `{"action":"toString"}` is an unknown action,
 //! not a crash.
+//!
+//! A channel also carries its middleware (wire middleware around its
+//! routes, channel middleware on its outbound messages), its upgrade hook,
+//! and the schemas that go into the manifest. [`Channel::resolve`] turns
+//! all of it into the form the loops use, once, when the engine starts.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
+use serde_json::Value;
+
+use crate::channel_middleware::{Outbound, OutboundChain, OutboundFn, Outgoing};
 use crate::error::Error;
 use crate::handler::{Ctx, HandlerResult, Request};
+use crate::http::HttpRequest;
 use crate::ids::{ConnId, RequestId};
+use crate::middleware::{Middleware, Permissions};
+use crate::schema::{self, InputSchema};
 
 pub(crate) type RouteFn = dyn Fn(&mut Ctx<'_>, Request<'_>) -> HandlerResult + Send + Sync;
 pub(crate) type TextFn = dyn Fn(&mut Ctx<'_>, &str) -> HandlerResult + Send + Sync;
 pub(crate) type BinaryFn = dyn Fn(&mut Ctx<'_>, &[u8]) -> HandlerResult + Send + Sync;
 pub(crate) type HookFn = dyn Fn(&mut Ctx<'_>) + Send + Sync;
 pub(crate) type CancelFn = dyn Fn(ConnId, RequestId) + Send + Sync;
+pub(crate) type UpgradeFn = dyn Fn(&HttpRequest) -> Upgrade + Send + Sync;
+
+/// What a channel's upgrade hook decides about a WebSocket upgrade.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Upgrade {
+    /// Upgrade, without a session.
+    Accept,
+    /// Upgrade, with this initial session (from a bearer token or cookie).
+    AcceptWithSession(Value),
+    /// Refuse with this HTTP status (401 or 403; anything that is not a 4xx
+    /// code is sent as 403) and a short body.
+    Reject {
+        /// The HTTP status.
+        status: u16,
+        /// The response body (plain text).
+        body: String,
+    },
+}
 
 /// One route: its handler and how the engine treats it.
 ///
@@ -33,6 +62,14 @@ pub struct Route {
     pub(crate) handler: Arc<RouteFn>,
     pub(crate) public: bool,
     pub(crate) exclusive: bool,
+    pub(crate) middleware: Vec<Arc<dyn Middleware>>,
+    pub(crate) permissions: Permissions,
+    pub(crate) input_schema: Option<Value>,
+    pub(crate) output_schema: Option<Value>,
+    /// Resolved at start: global, channel, then route middleware.
+    pub(crate) chain: Vec<Arc<dyn Middleware>>,
+    /// Resolved at start from `input_schema`.
+    pub(crate) input: Option<InputSchema>,
 }
 
 impl fmt::Debug for Route {
@@ -54,7 +91,40 @@ impl Route {
             handler: Arc::new(handler),
             public: false,
             exclusive: false,
+            middleware: Vec::new(),
+            permissions: Permissions::new(),
+            input_schema: None,
+            output_schema: None,
+            chain: Vec::new(),
+            input: None,
         }
+    }
+
+    /// Adds wire middleware around this route only (innermost).
+    pub fn middleware(mut self, m: impl Middleware) -> Self {
+        self.middleware.push(Arc::new(m));
+        self
+    }
+
+    /// Permission groups checked after the session check and before the
+    /// handler; a refusal answers `forbidden`.
+    pub fn permissions(mut self, permissions: Permissions) -> Self {
+        self.permissions = permissions;
+        self
+    }
+
+    /// A JSON Schema the payload must satisfy, or the client gets
+    /// `invalid_input` naming the failing member. It also goes into the
+    /// manifest.
+    pub fn input_schema(mut self, schema: Value) -> Self {
+        self.input_schema = Some(schema);
+        self
+    }
+
+    /// A JSON Schema of the reply, for the manifest and typed clients.
+    pub fn output_schema(mut self, schema: Value) -> Self {
+        self.output_schema = Some(schema);
+        self
     }
 
     /// Anyone may call it (`auth: false`).
@@ -93,8 +163,22 @@ pub struct Channel {
     pub(crate) on_connect: Option<Arc<HookFn>>,
     pub(crate) on_disconnect: Option<Arc<HookFn>>,
     pub(crate) on_cancel: Option<Arc<CancelFn>>,
+    pub(crate) on_upgrade: Option<Arc<UpgradeFn>>,
     pub(crate) close_on_error: bool,
+    pub(crate) middleware: Vec<Arc<dyn Middleware>>,
+    outbound: Vec<OutboundEntry>,
+    outbound_replies: bool,
+    outbound_events: bool,
+    /// Resolved at start.
+    pub(crate) outbound_chain: OutboundChain,
+    pub(crate) topics: Vec<(String, Value)>,
     problems: Vec<String>,
+}
+
+/// A channel middleware: given inline, or by a tag the engine resolves.
+enum OutboundEntry {
+    Inline(Arc<OutboundFn>),
+    Tag(String),
 }
 
 impl fmt::Debug for Channel {
@@ -124,7 +208,14 @@ impl Channel {
             on_connect: None,
             on_disconnect: None,
             on_cancel: None,
+            on_upgrade: None,
             close_on_error: false,
+            middleware: Vec::new(),
+            outbound: Vec::new(),
+            outbound_replies: false,
+            outbound_events: false,
+            outbound_chain: OutboundChain::default(),
+            topics: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -225,6 +316,65 @@ impl Channel {
         self
     }
 
+    /// Decides each WebSocket upgrade to this channel from the request line
+    /// and headers: accept (with an initial session, say from a bearer
+    /// token or cookie), or reject with 401 or 403. A panic rejects with 500.
+    pub fn on_upgrade<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&HttpRequest) -> Upgrade + Send + Sync + 'static,
+    {
+        self.on_upgrade = Some(Arc::new(hook));
+        self
+    }
+
+    /// Adds wire middleware around every route of this channel (after the
+    /// engine's global middleware, before each route's own).
+    pub fn middleware(mut self, m: impl Middleware) -> Self {
+        self.middleware.push(Arc::new(m));
+        self
+    }
+
+    /// Adds channel middleware on this channel's outbound messages (pushes,
+    /// and replies or events where opted in), in order with tagged ones.
+    pub fn channel_middleware<F, O>(mut self, f: F) -> Self
+    where
+        F: Fn(&Outbound<'_>, Value) -> O + Send + Sync + 'static,
+        O: Into<Outgoing>,
+    {
+        self.outbound
+            .push(OutboundEntry::Inline(Arc::new(move |to, v| {
+                f(to, v).into()
+            })));
+        self
+    }
+
+    /// Adds the channel middleware registered on the engine under `tag`
+    /// ([`crate::EngineBuilder::channel_middleware_tag`]), so channels can
+    /// share one.
+    pub fn channel_middleware_tag(mut self, tag: &str) -> Self {
+        self.outbound.push(OutboundEntry::Tag(tag.to_string()));
+        self
+    }
+
+    /// Channel middleware also covers replies and errors. Default off.
+    pub fn channel_middleware_on_replies(mut self, yes: bool) -> Self {
+        self.outbound_replies = yes;
+        self
+    }
+
+    /// Channel middleware also covers pub/sub events (each event is then
+    /// encoded per subscriber of this channel). Default off.
+    pub fn channel_middleware_on_events(mut self, yes: bool) -> Self {
+        self.outbound_events = yes;
+        self
+    }
+
+    /// Declares a topic and the JSON Schema of its events, for the manifest.
+    pub fn topic(mut self, name: &str, event_schema: Value) -> Self {
+        self.topics.push((name.to_string(), event_schema));
+        self
+    }
+
     /// Close the connection (code 1003) after any error frame. Default off.
     pub fn close_on_error(mut self, yes: bool) -> Self {
         self.close_on_error = yes;
@@ -234,6 +384,67 @@ impl Channel {
     /// The channel's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Resolves middleware chains, tags and schemas for the loops.
+    pub(crate) fn resolve(
+        &mut self,
+        global: &[Arc<dyn Middleware>],
+        tags: &HashMap<String, Arc<OutboundFn>>,
+    ) -> Result<(), Error> {
+        self.validate()?;
+        let name = self.name.clone();
+        let bad = |m: String| Error::Channel(format!("{name}: {m}"));
+        for (route_name, route) in self.routes.iter_mut() {
+            route.chain = global
+                .iter()
+                .chain(&self.middleware)
+                .chain(&route.middleware)
+                .cloned()
+                .collect();
+            if let Some(schema) = &route.input_schema {
+                route.input = Some(
+                    InputSchema::compile(schema)
+                        .map_err(|e| bad(format!("route '{route_name}': input schema: {e}")))?,
+                );
+            }
+        }
+        let mut chain = Vec::new();
+        for entry in &self.outbound {
+            match entry {
+                OutboundEntry::Inline(f) => chain.push(Arc::clone(f)),
+                OutboundEntry::Tag(tag) => {
+                    chain.push(Arc::clone(tags.get(tag).ok_or_else(|| {
+                        bad(format!(
+                            "no channel middleware is registered under tag '{tag}'"
+                        ))
+                    })?))
+                }
+            }
+        }
+        self.outbound_chain = OutboundChain {
+            chain,
+            replies: self.outbound_replies,
+            events: self.outbound_events,
+        };
+        Ok(())
+    }
+
+    /// This channel's part of the manifest.
+    pub(crate) fn manifest(&self) -> Value {
+        let mut routes: Vec<(&str, &Route)> = self.routes.iter().map(|(k, r)| (&**k, r)).collect();
+        routes.sort_by_key(|(name, _)| *name);
+        serde_json::json!({
+            "name": self.name,
+            "path": self.path,
+            "routingKeys": self.routing_keys.iter().map(|k| &**k).collect::<Vec<_>>(),
+            "routes": routes.iter().map(|(name, r)| schema::route_manifest(
+                name, r.public, r.input_schema.as_ref(), r.output_schema.as_ref()
+            )).collect::<Vec<_>>(),
+            "topics": self.topics.iter().map(|(name, schema)| serde_json::json!({
+                "name": name, "schema": schema
+            })).collect::<Vec<_>>(),
+        })
     }
 
     pub(crate) fn validate(&self) -> Result<(), Error> {

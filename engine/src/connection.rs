@@ -15,8 +15,10 @@ use crate::handler::Session;
 use bytes::Bytes;
 use mio::net::TcpStream;
 
+use crate::channel_middleware::{Outbound, OutboundChain, OutboundKind};
 use crate::config::{Config, SlowConsumerPolicy};
 use crate::frame::{self, CloseCode, OpCode, Utf8Stream};
+use crate::ids::ConnId;
 use crate::outbox::Outbox;
 use crate::stats::{bump, CoreStats};
 
@@ -107,6 +109,9 @@ impl Write for Socket {
     }
 }
 
+/// Typed per-connection values for middleware (rate-limit buckets...).
+pub(crate) type Extensions = std::collections::HashMap<std::any::TypeId, Box<dyn Any + Send>>;
+
 /// Marks a timestamp that the loop fills in at its next tick.
 pub(crate) const STAMP_PENDING: u64 = u64::MAX;
 
@@ -120,6 +125,8 @@ pub(crate) struct Conn {
     pub(crate) outbox: Outbox,
     pub(crate) session: Option<Arc<Session>>,
     pub(crate) state: Option<Box<dyn Any + Send>>,
+    /// Per-connection storage of middleware, keyed by type.
+    pub(crate) ext: Option<Box<Extensions>>,
     /// Deferred requests not yet answered.
     pub(crate) inflight: u32,
     /// A deferred request of an exclusive route is in flight: later
@@ -159,6 +166,7 @@ impl Conn {
             outbox: Outbox::default(),
             session: None,
             state: None,
+            ext: None,
             inflight: 0,
             exclusive: false,
             since_ms: now_ms,
@@ -226,6 +234,43 @@ impl Conn {
         bump(&stats.messages_out, 1);
         self.push_raw(frame);
         Queued::Yes
+    }
+
+    /// Queues a frame through the channel middleware that covers `kind`
+    /// (if any), then under the backpressure rules.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn queue_out(
+        &mut self,
+        id: ConnId,
+        frame: Bytes,
+        kind: OutboundKind,
+        topic: Option<&str>,
+        chain: &OutboundChain,
+        config: &Config,
+        stats: &CoreStats,
+    ) -> Queued {
+        let is_event = kind == OutboundKind::Event;
+        if !chain.covers(kind) {
+            return self.queue(frame, is_event, config, stats);
+        }
+        if self.phase != Phase::Open {
+            return Queued::Closed;
+        }
+        let to = Outbound {
+            conn: id,
+            kind,
+            session: self.session.as_deref().map(|s| &s.value),
+            topic,
+        };
+        let frames = chain.apply(&to, &frame);
+        let mut result = Queued::Dropped;
+        for f in frames {
+            result = self.queue(f, is_event, config, stats);
+            if result == Queued::Closed {
+                break;
+            }
+        }
+        result
     }
 
     /// Queues bytes with no accounting or limit (handshake responses and

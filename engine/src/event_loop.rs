@@ -19,8 +19,11 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::connection::{Conn, Phase, Socket, STAMP_PENDING};
+use crate::channel::Upgrade;
+use crate::channel_middleware::OutboundKind;
+use crate::connection::{Conn, Phase, Queued, Socket, STAMP_PENDING};
 use crate::frame::{self, CloseCode, ClosePayload, OpCode, Parse};
+use crate::handler::Session;
 use crate::handler::{self, LocalEvent, PubSub};
 use crate::http::{self, HttpResponse};
 use crate::ids::{ConnId, GenSlab};
@@ -282,10 +285,7 @@ impl EventLoop {
                     gone = true;
                     break;
                 }
-                Ok(n) => {
-                    if conn.upgraded {
-                        bump(&shared.cores[*core].stats.bytes_in, n as u64);
-                    }
+                Ok(_) => {
                     if conn.phase == Phase::Handshake
                         && conn.inbuf.len() >= config.max_handshake_bytes
                     {
@@ -329,7 +329,7 @@ impl EventLoop {
         let stats = &self.shared.cores[self.core].stats;
         let (conns, dirty) = (&mut self.conns, &mut self.dirty);
         deliver(
-            &self.shared.config,
+            &self.shared,
             stats,
             conns,
             &self.topics,
@@ -370,7 +370,16 @@ impl EventLoop {
                 }
                 Inbox::Send { conn, frame } => {
                     if let Some(c) = self.conns.get_mut(conn.raw()) {
-                        c.queue(frame, false, &shared.config, &core.stats);
+                        let chain = &shared.channels[c.channel as usize].outbound_chain;
+                        c.queue_out(
+                            conn,
+                            frame,
+                            OutboundKind::Push,
+                            None,
+                            chain,
+                            &shared.config,
+                            &core.stats,
+                        );
                         self.mark_dirty(conn);
                     }
                 }
@@ -400,7 +409,17 @@ impl EventLoop {
         };
         let was_blocked = conn.read_blocked(&shared.config, paused);
         conn.request_done();
-        conn.queue(frame, false, &shared.config, &shared.cores[self.core].stats);
+        let chain = &shared.channels[conn.channel as usize].outbound_chain;
+        let stats = &shared.cores[self.core].stats;
+        conn.queue_out(
+            id,
+            frame,
+            OutboundKind::Reply,
+            None,
+            chain,
+            &shared.config,
+            stats,
+        );
         if was_blocked && !conn.read_blocked(&shared.config, paused) {
             conn.stalled = true;
             self.to_read.push(id.raw().slot);
@@ -657,7 +676,7 @@ impl EventLoop {
 /// lists each for this turn's flush.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn deliver(
-    config: &crate::Config,
+    shared: &Shared,
     stats: &crate::stats::CoreStats,
     conns: &mut GenSlab<Conn>,
     topics: &TopicTable,
@@ -667,6 +686,27 @@ pub(crate) fn deliver(
     except: Option<ConnId>,
 ) {
     let mut delivered = 0;
+    if !shared.event_middleware {
+        // No channel transforms events: every subscriber gets the one
+        // pre-encoded frame.
+        for &id in topics.subscribers(topic) {
+            if Some(id) == except {
+                continue;
+            }
+            let Some(conn) = conns.get_mut(id.raw()) else {
+                continue;
+            };
+            if conn.queue(frame.clone(), true, &shared.config, stats) == Queued::Yes {
+                delivered += 1;
+            }
+            if conn.dirty && !conn.listed {
+                conn.listed = true;
+                dirty.push(id.raw().slot);
+            }
+        }
+        bump(&stats.events_delivered, delivered);
+        return;
+    }
     for &id in topics.subscribers(topic) {
         if Some(id) == except {
             continue;
@@ -674,7 +714,14 @@ pub(crate) fn deliver(
         let Some(conn) = conns.get_mut(id.raw()) else {
             continue;
         };
-        if conn.queue(frame.clone(), true, config, stats) == crate::connection::Queued::Yes {
+        let chain = &shared.channels[conn.channel as usize].outbound_chain;
+        let queued = if chain.covers(OutboundKind::Event) {
+            let (config, kind) = (&shared.config, OutboundKind::Event);
+            conn.queue_out(id, frame.clone(), kind, Some(topic), chain, config, stats)
+        } else {
+            conn.queue(frame.clone(), true, &shared.config, stats)
+        };
+        if queued == Queued::Yes {
             delivered += 1;
         }
         if conn.dirty && !conn.listed {
@@ -708,7 +755,11 @@ fn process(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &mut [u8], now_m
             }
             Phase::HttpReply | Phase::Draining => return buf.len(),
             Phase::Open | Phase::Closing { .. } => {
-                return pos + frames(env, id, conn, &mut buf[pos..], now_ms);
+                // Bytes in are counted as whole frames, so the upgrade
+                // request before them never is.
+                let used = frames(env, id, conn, &mut buf[pos..], now_ms);
+                bump(&env.stats().bytes_in, used as u64);
+                return pos + used;
             }
         }
     }
@@ -742,6 +793,31 @@ fn handshake(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &[u8]) -> usiz
         conn.http_reply(HttpResponse::text(404, "no channel at this path\n").to_bytes());
         return buf.len();
     };
+    let mut session = None;
+    if let Some(hook) = &shared.channels[channel].on_upgrade {
+        match catch_unwind(AssertUnwindSafe(|| hook(&req))) {
+            Ok(Upgrade::Accept) => {}
+            Ok(Upgrade::AcceptWithSession(value)) => session = Some(Session::from_value(value)),
+            Ok(Upgrade::Reject { status, body }) => {
+                let status = if (400..500).contains(&status) {
+                    status
+                } else {
+                    403
+                };
+                conn.http_reply(HttpResponse::text(status, body).to_bytes());
+                return buf.len();
+            }
+            Err(panic) => {
+                log::error!(
+                    "switchyard: upgrade hook panicked: {}",
+                    pipeline::panic_message(&*panic)
+                );
+                conn.http_reply(HttpResponse::text(500, "internal error\n").to_bytes());
+                return buf.len();
+            }
+        }
+    }
+    conn.session = session;
     conn.push_raw(bytes::Bytes::from(http::accept_response(&key)));
     conn.phase = Phase::Open;
     conn.upgraded = true;

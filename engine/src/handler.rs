@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::channel_middleware::OutboundKind;
 use crate::connection::{Conn, Queued};
 use crate::frame::CloseCode;
 use crate::ids::{ConnId, RequestId};
@@ -312,6 +313,17 @@ impl<'a> Ctx<'a> {
             .expect("state was just set to a T")
     }
 
+    /// Per-connection storage for middleware, one value per type, created
+    /// with `T::default()` on first use. Unlike [`state`](Self::state), it
+    /// does not compete with the application's own state.
+    pub fn extension<T: Default + Send + 'static>(&mut self) -> &mut T {
+        let map = self.conn.ext.get_or_insert_with(Default::default);
+        map.entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .downcast_mut::<T>()
+            .expect("extensions are keyed by their type")
+    }
+
     /// Sends a push (any JSON object) to this connection.
     pub fn send(&mut self, message: &Value) -> Result<SendStatus, PushError> {
         let frame = reply::encode_push_value(message)?;
@@ -340,11 +352,16 @@ impl<'a> Ctx<'a> {
 
     fn queue(&mut self, frame: bytes::Bytes) -> SendStatus {
         let core = self.id.raw().core;
-        match self.conn.queue(
+        let chain = &self.shared.channels[self.conn.channel as usize].outbound_chain;
+        let stats = &self.shared.cores[core].stats;
+        match self.conn.queue_out(
+            self.id,
             frame,
-            false,
+            OutboundKind::Push,
+            None,
+            chain,
             &self.shared.config,
-            &self.shared.cores[core].stats,
+            stats,
         ) {
             Queued::Yes => SendStatus::Queued,
             Queued::Dropped => SendStatus::Dropped,

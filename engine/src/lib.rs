@@ -34,6 +34,7 @@
 
 pub mod action;
 mod channel;
+pub mod channel_middleware;
 mod config;
 mod connection;
 mod error;
@@ -44,15 +45,18 @@ mod handler;
 mod http;
 mod ids;
 pub mod json;
+pub mod middleware;
 mod outbox;
 mod pipeline;
 pub mod pubsub;
 mod reply;
 mod runtime;
+mod schema;
 mod stats;
 pub mod testing;
 
-pub use channel::{Channel, Route};
+pub use channel::{Channel, Route, Upgrade};
+pub use channel_middleware::{Outbound, OutboundKind, Outgoing};
 pub use config::{Config, SlowConsumerPolicy};
 pub use error::Error;
 pub use handler::{
@@ -60,6 +64,7 @@ pub use handler::{
 };
 pub use http::{HttpRequest, HttpResponse};
 pub use ids::{ConnId, RequestId, MAX_CORES};
+pub use middleware::{AuditLog, Middleware, Next, Permissions, RateLimit, RateScope};
 pub use reply::{PushError, Reply};
 pub use runtime::{Engine, EngineBuilder, EngineHandle, PublishError};
 pub use stats::Stats;

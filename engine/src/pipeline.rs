@@ -13,11 +13,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use crate::action::{self, ExtractError, Rid, Routing};
-use crate::channel::{Channel, HookFn};
+use crate::channel::{Channel, HookFn, Route};
+use crate::channel_middleware::OutboundKind;
 use crate::connection::Conn;
 use crate::handler::{Ctx, HandlerError, HandlerResult, LocalEvent, PubSub, Request, RequestEnv};
 use crate::ids::{ConnId, RequestId};
 use crate::json::Member;
+use crate::middleware;
 use crate::pubsub::TopicTable;
 use crate::reply::{self, Envelope, Reply};
 use crate::runtime::Shared;
@@ -123,13 +125,9 @@ pub(crate) fn dispatch_text(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, text
     };
     if ex.rid == Rid::Invalid {
         let message = "rid must be an integer or a string of at most 128 bytes";
-        return send_error(env, conn, channel, &envelope, "invalid_input", message);
+        return send_error(env, id, conn, channel, &envelope, "invalid_input", message);
     }
     let route = &channel.routes[&*a.name];
-    if !route.public && conn.session.is_none() {
-        let message = format!("{key} '{}' needs a session", a.name);
-        return send_error(env, conn, channel, &envelope, "unauthorized", &message);
-    }
     let payload = ex.payload(text, env.members, env.scratch);
     let session = conn.session.clone();
     let mut ctx = Ctx {
@@ -154,10 +152,19 @@ pub(crate) fn dispatch_text(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, text
         payload,
         rid,
     };
-    let result = catch_unwind(AssertUnwindSafe(|| (route.handler)(&mut ctx, req)));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        if route.chain.is_empty() {
+            guarded(route, key, &mut ctx, req)
+        } else {
+            middleware::run_chain(&route.chain, &mut ctx, req, &mut |ctx, req| {
+                guarded(route, key, ctx, req)
+            })
+        }
+    }));
     let deferred = ctx.deferred;
     finish(
         env,
+        id,
         conn,
         channel,
         &envelope,
@@ -168,6 +175,27 @@ pub(crate) fn dispatch_text(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, text
     );
 }
 
+/// The innermost layers of a route, inside its middleware: session check,
+/// permissions, input schema, then the handler.
+fn guarded(route: &Route, key: &str, ctx: &mut Ctx<'_>, req: Request<'_>) -> HandlerResult {
+    if !route.public && ctx.session.is_none() {
+        let message = format!("{key} '{}' needs a session", req.action());
+        return Err(HandlerError::new("unauthorized", message));
+    }
+    if !route.permissions.is_empty() || route.input.is_some() {
+        let payload = req.value();
+        if !route.permissions.is_empty() && !route.permissions.allows(ctx.session(), &payload) {
+            let groups = route.permissions.group_names().join(", ");
+            let message = format!("permission denied (needs one of: {groups})");
+            return Err(HandlerError::forbidden(message));
+        }
+        if let Some(schema) = &route.input {
+            schema.check(&payload)?;
+        }
+    }
+    (route.handler)(ctx, req)
+}
+
 /// A binary message from an open connection.
 pub(crate) fn dispatch_binary(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, data: &[u8]) {
     let shared = env.shared;
@@ -176,6 +204,7 @@ pub(crate) fn dispatch_binary(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, da
         let message = "binary messages are not supported on this channel";
         return send_error(
             env,
+            id,
             conn,
             channel,
             &Envelope::default(),
@@ -187,6 +216,7 @@ pub(crate) fn dispatch_binary(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, da
     let result = catch_unwind(AssertUnwindSafe(|| handler(&mut ctx, data)));
     finish(
         env,
+        id,
         conn,
         channel,
         &Envelope::default(),
@@ -215,9 +245,11 @@ fn unrouted(
             let shared = env.shared;
             let mut ctx = hook_ctx(shared, env.pubsub(), id, conn);
             let result = catch_unwind(AssertUnwindSafe(|| handler(&mut ctx, text)));
-            finish(env, conn, channel, &envelope, None, result, false, false);
+            finish(
+                env, id, conn, channel, &envelope, None, result, false, false,
+            );
         }
-        None => send_error(env, conn, channel, &envelope, code, &message),
+        None => send_error(env, id, conn, channel, &envelope, code, &message),
     }
 }
 
@@ -264,6 +296,7 @@ pub(crate) fn run_hook(
 #[allow(clippy::too_many_arguments)]
 fn finish(
     env: &mut Env<'_>,
+    id: ConnId,
     conn: &mut Conn,
     channel: &Channel,
     envelope: &Envelope<'_>,
@@ -292,12 +325,14 @@ fn finish(
             let message = "handler returned Deferred without calling defer()";
             log::error!("switchyard: {message}");
             let shown = if debug { message } else { "internal error" };
-            send_error(env, conn, channel, envelope, "internal", shown);
+            send_error(env, id, conn, channel, envelope, "internal", shown);
         }
         Ok(Ok(Reply::Ack)) if !ack_replies => {}
         Ok(Ok(reply)) => match reply::encode_reply(envelope, &reply) {
             Ok(frame) => {
-                conn.queue(frame, false, &env.shared.config, env.stats());
+                let chain = &channel.outbound_chain;
+                let (config, stats) = (&env.shared.config, env.stats());
+                conn.queue_out(id, frame, OutboundKind::Reply, None, chain, config, stats);
             }
             Err(e) => {
                 log::error!("switchyard: handler reply is invalid: {}", e.0);
@@ -306,7 +341,7 @@ fn finish(
                 } else {
                     "internal error"
                 };
-                send_error(env, conn, channel, envelope, "internal", shown);
+                send_error(env, id, conn, channel, envelope, "internal", shown);
             }
         },
         Ok(Err(e)) => {
@@ -315,7 +350,7 @@ fn finish(
             } else {
                 e.message()
             };
-            send_error(env, conn, channel, envelope, e.code(), shown);
+            send_error(env, id, conn, channel, envelope, e.code(), shown);
         }
         Err(panic) => {
             let detail = panic_message(&*panic);
@@ -325,7 +360,7 @@ fn finish(
             } else {
                 "internal error"
             };
-            send_error(env, conn, channel, envelope, "internal", shown);
+            send_error(env, id, conn, channel, envelope, "internal", shown);
         }
     }
     conn.apply_close_request();
@@ -333,6 +368,7 @@ fn finish(
 
 fn send_error(
     env: &mut Env<'_>,
+    id: ConnId,
     conn: &mut Conn,
     channel: &Channel,
     envelope: &Envelope<'_>,
@@ -341,9 +377,12 @@ fn send_error(
 ) {
     env.stats().error(code);
     let frame = reply::encode_error(envelope, code, message);
-    conn.queue(frame, false, &env.shared.config, env.stats());
+    let chain = &channel.outbound_chain;
+    let (config, stats) = (&env.shared.config, env.stats());
+    conn.queue_out(id, frame, OutboundKind::Reply, None, chain, config, stats);
     if channel.close_on_error {
         conn.request_close(crate::frame::CloseCode::Unsupported, code);
+        conn.apply_close_request();
     }
 }
 

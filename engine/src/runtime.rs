@@ -17,7 +17,10 @@ use bytes::Bytes;
 use crossbeam_queue::SegQueue;
 use parking_lot::Mutex;
 
+use std::collections::HashMap;
+
 use crate::channel::Channel;
+use crate::channel_middleware::{Outbound, OutboundFn, Outgoing};
 use crate::config::Config;
 use crate::error::Error;
 use crate::event_loop::{EventLoop, WAKER};
@@ -26,6 +29,7 @@ use crate::frame::CloseCode;
 use crate::handler::{Completion, HandlerError, HandlerResult, InvalidSession, Session};
 use crate::http::{HttpRequest, HttpResponse};
 use crate::ids::{ConnId, GenSlab, RequestId};
+use crate::middleware::Middleware;
 use crate::pubsub::{check_topic, TopicError};
 use crate::reply::{self, Envelope, PushError};
 use crate::stats::{CoreStats, Stats};
@@ -121,6 +125,10 @@ pub(crate) struct Shared {
     pub(crate) open_connections: AtomicUsize,
     pub(crate) interest: InterestMap,
     reading_paused: AtomicBool,
+    /// Some channel's middleware covers events (so fan-out checks each
+    /// subscriber's channel); otherwise every subscriber gets the shared
+    /// frame with no check at all.
+    pub(crate) event_middleware: bool,
 }
 
 /// Why a publish was refused.
@@ -198,6 +206,9 @@ impl Shared {
             });
             polls.push(poll);
         }
+        let event_middleware = channels
+            .iter()
+            .any(|c| c.outbound_chain.covers(crate::OutboundKind::Event));
         let shared = Arc::new(Shared {
             config,
             channels,
@@ -208,6 +219,7 @@ impl Shared {
             open_connections: AtomicUsize::new(0),
             interest: InterestMap::default(),
             reading_paused: AtomicBool::new(false),
+            event_middleware,
         });
         Ok((shared, polls))
     }
@@ -322,6 +334,8 @@ pub struct EngineBuilder {
     config: Config,
     channels: Vec<Channel>,
     fallback: Option<Box<FallbackFn>>,
+    middleware: Vec<Arc<dyn Middleware>>,
+    tags: HashMap<String, Arc<OutboundFn>>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -346,6 +360,32 @@ impl EngineBuilder {
         self
     }
 
+    /// Adds global wire middleware: it wraps every route of every channel,
+    /// outermost, in the order added.
+    pub fn middleware(mut self, m: impl Middleware) -> Self {
+        self.middleware.push(Arc::new(m));
+        self
+    }
+
+    /// Registers channel middleware under `tag`, for channels to share with
+    /// [`Channel::channel_middleware_tag`].
+    pub fn channel_middleware_tag<F, O>(mut self, tag: &str, f: F) -> Self
+    where
+        F: Fn(&Outbound<'_>, serde_json::Value) -> O + Send + Sync + 'static,
+        O: Into<Outgoing>,
+    {
+        self.tags
+            .insert(tag.to_string(), Arc::new(move |to, v| f(to, v).into()));
+        self
+    }
+
+    /// The manifest of every channel added so far: paths, routing keys,
+    /// routes with their auth requirement and schemas, topics with their
+    /// event schemas. Typed-client generators read it.
+    pub fn manifest(&self) -> serde_json::Value {
+        manifest(&self.channels)
+    }
+
     /// Answers plain HTTP requests other than `/healthz` and `/metrics`
     /// (otherwise they get `426 Upgrade Required`).
     pub fn http_fallback<F>(mut self, handler: F) -> Self
@@ -358,15 +398,17 @@ impl EngineBuilder {
 
     /// Validates everything, binds `addr` on every loop (port 0 picks a free
     /// port, shared by all loops) and starts the loops.
-    pub fn listen(self, addr: impl ToSocketAddrs) -> Result<Engine, Error> {
+    pub fn listen(mut self, addr: impl ToSocketAddrs) -> Result<Engine, Error> {
         self.config.validate()?;
         if self.channels.is_empty() {
             return Err(Error::Channel(
                 "an engine needs at least one channel".into(),
             ));
         }
+        for c in self.channels.iter_mut() {
+            c.resolve(&self.middleware, &self.tags)?;
+        }
         for (i, c) in self.channels.iter().enumerate() {
-            c.validate()?;
             if self.channels[..i].iter().any(|o| o.path == c.path) {
                 return Err(Error::Channel(format!("path '{}' is served twice", c.path)));
             }
@@ -398,6 +440,13 @@ impl EngineBuilder {
             local_addr: bound,
         })
     }
+}
+
+fn manifest(channels: &[Channel]) -> serde_json::Value {
+    serde_json::json!({
+        "switchyard": 1,
+        "channels": channels.iter().map(Channel::manifest).collect::<Vec<_>>(),
+    })
 }
 
 fn bind(addr: SocketAddr, backlog: u32) -> Result<mio::net::TcpListener, Error> {
@@ -434,7 +483,15 @@ impl Engine {
             config: Config::default(),
             channels: Vec::new(),
             fallback: None,
+            middleware: Vec::new(),
+            tags: HashMap::new(),
         }
+    }
+
+    /// The manifest of the engine's channels (see
+    /// [`EngineBuilder::manifest`]).
+    pub fn manifest(&self) -> serde_json::Value {
+        manifest(&self.shared.channels)
     }
 
     /// The address the loops listen on (with the real port when 0 was

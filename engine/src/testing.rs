@@ -41,7 +41,8 @@ impl Harness {
     /// upgraded; its `on_connect` hook is not run.
     pub fn new(config: Config, channel: Channel) -> Result<Harness, Error> {
         config.validate()?;
-        channel.validate()?;
+        let mut channel = channel;
+        channel.resolve(&[], &Default::default())?;
         let (shared, _polls) = Shared::new(config, vec![channel], None, 1)?;
         let mut conn = Conn::new(Socket::Memory, 0);
         conn.phase = Phase::Open;
@@ -164,7 +165,7 @@ impl FanoutHarness {
             .events_delivered
             .load(std::sync::atomic::Ordering::Relaxed);
         crate::event_loop::deliver(
-            &self.shared.config,
+            &self.shared,
             stats,
             &mut self.conns,
             &self.topics,
