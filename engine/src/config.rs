@@ -54,6 +54,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Serve `GET /metrics` in Prometheus text format. Default off.
     pub metrics: bool,
+    /// Serve the channel manifest at `GET /switchyard/manifest.json` (for
+    /// typed-client generators). Default off: it describes every route.
+    pub serve_manifest: bool,
     /// Put panic and error details in `internal` errors. Default off: clients
     /// see `internal error` only.
     pub debug: bool,
@@ -76,6 +79,7 @@ impl Default for Config {
             max_handshake_bytes: 8 << 10,
             max_connections: 1_000_000,
             metrics: false,
+            serve_manifest: false,
             debug: false,
             backlog: 1024,
         }

@@ -836,6 +836,9 @@ fn handshake(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &[u8]) -> usiz
 fn plain_http(shared: &Shared, req: &http::HttpRequest) -> HttpResponse {
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/healthz") => HttpResponse::text(200, "ok\n"),
+        ("GET", "/switchyard/manifest.json") if shared.config.serve_manifest => {
+            HttpResponse::new(200, "application/json", shared.manifest_json.as_bytes())
+        }
         ("GET", "/metrics") if shared.config.metrics => HttpResponse::new(
             200,
             "text/plain; version=0.0.4; charset=utf-8",

@@ -129,6 +129,8 @@ pub(crate) struct Shared {
     /// subscriber's channel); otherwise every subscriber gets the shared
     /// frame with no check at all.
     pub(crate) event_middleware: bool,
+    /// The manifest, rendered once at start.
+    pub(crate) manifest_json: String,
 }
 
 /// Why a publish was refused.
@@ -209,7 +211,9 @@ impl Shared {
         let event_middleware = channels
             .iter()
             .any(|c| c.outbound_chain.covers(crate::OutboundKind::Event));
+        let manifest_json = manifest(&channels).to_string();
         let shared = Arc::new(Shared {
+            manifest_json,
             config,
             channels,
             fallback,
@@ -492,6 +496,14 @@ impl Engine {
     /// [`EngineBuilder::manifest`]).
     pub fn manifest(&self) -> serde_json::Value {
         manifest(&self.shared.channels)
+    }
+
+    /// Writes the manifest, pretty-printed, to `path` (for
+    /// `switchyard-gen`).
+    pub fn write_manifest(&self, path: impl AsRef<std::path::Path>) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(&self.manifest()).expect("a Value serialises");
+        std::fs::write(path, text + "\n")?;
+        Ok(())
     }
 
     /// The address the loops listen on (with the real port when 0 was

@@ -155,3 +155,37 @@ fn an_invalid_schema_is_an_error_at_start() {
         .unwrap_err();
     assert!(err.to_string().contains("input schema"), "{err}");
 }
+
+#[test]
+fn the_manifest_is_served_when_enabled_and_written_on_request() {
+    let mut cfg = config();
+    cfg.serve_manifest = true;
+    let engine = start(cfg, vec![channel()]);
+    let (status, body) = http_get(&engine, "/switchyard/manifest.json");
+    assert_eq!(status, 200);
+    let served: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(served, engine.manifest());
+    let path =
+        std::env::temp_dir().join(format!("switchyard-manifest-{}.json", std::process::id()));
+    engine.write_manifest(&path).unwrap();
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(written, served);
+    let _ = std::fs::remove_file(&path);
+    engine.stop();
+
+    // Off by default: the request falls through to 426.
+    let engine = start(config(), vec![channel()]);
+    assert_eq!(http_get(&engine, "/switchyard/manifest.json").0, 426);
+    engine.stop();
+}
+
+fn http_get(engine: &Engine, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(engine.local_addr()).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
