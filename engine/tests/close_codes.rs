@@ -241,7 +241,7 @@ fn a_client_that_answers_pings_stays_open() {
         }
     }
     assert!(pings >= 2, "pinged {pings} times in 1 s");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
     s.write_all(&client_frame(FIN | TEXT, br#"{"action":"echo","rid":1}"#))
         .unwrap();
     assert_eq!(raw_recv_text(&mut s), r#"{"action":"echo","rid":1}"#);

@@ -31,7 +31,7 @@ fn setup(config: Config) -> (switchyard::Engine, Rx) {
 }
 
 fn next_handle(rx: &Rx) -> (Value, ReplyHandle) {
-    rx.recv_timeout(Duration::from_secs(5))
+    rx.recv_timeout(util::READ_TIMEOUT)
         .expect("the handler ran")
 }
 
@@ -212,7 +212,7 @@ fn deferring_then_answering_at_once_sends_one_reply() {
         request(&mut ws, &json!({"action": "both", "rid": 1})),
         json!({"action": "both", "rid": 1, "now": true})
     );
-    let handle = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let handle = rx.recv_timeout(util::READ_TIMEOUT).unwrap();
     assert_eq!(
         handle.reply(Reply::Ack),
         Completion::Stale,
@@ -222,7 +222,7 @@ fn deferring_then_answering_at_once_sends_one_reply() {
         request(&mut ws, &json!({"action": "both", "rid": 2, "panic": true})),
         json!({"action": "both", "rid": 2, "error": {"code": "internal", "message": "internal error"}})
     );
-    let handle = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let handle = rx.recv_timeout(util::READ_TIMEOUT).unwrap();
     assert_eq!(
         handle.reply(Reply::Ack),
         Completion::Stale,

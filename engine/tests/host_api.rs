@@ -100,9 +100,9 @@ fn leaving_mid_request_cancels_it() {
     let engine = start(config(), vec![ch]);
     let mut ws = connect(&engine, "/h");
     send(&mut ws, &json!({"action":"slow","rid":1}));
-    let (_, conn, reply) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let (_, conn, reply) = rx.recv_timeout(util::READ_TIMEOUT).unwrap();
     drop(ws);
-    let (cancelled_conn, cancelled_id) = cancel_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let (cancelled_conn, cancelled_id) = cancel_rx.recv_timeout(util::READ_TIMEOUT).unwrap();
     assert_eq!(cancelled_conn, conn);
     assert_eq!(cancelled_id, reply.id());
     assert_eq!(reply.reply(Reply::Ack), Completion::Stale);

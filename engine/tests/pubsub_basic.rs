@@ -125,7 +125,7 @@ fn disconnect_leaves_every_topic() {
         close(&mut ws);
     }
     assert!(
-        wait_until(Duration::from_secs(5), || {
+        wait_until(util::READ_TIMEOUT, || {
             let s = engine.stats();
             s.subscriptions == 0 && s.topics == 0 && s.connections_open == 0
         }),

@@ -153,7 +153,7 @@ fn a_deferred_request_keeps_the_session_it_started_with() {
         &json!({"action": "login", "rid": 1, "user": "ann"}),
     );
     send(&mut ws, &json!({"action": "slow", "rid": 2}));
-    let (handle, started_with) = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+    let (handle, started_with) = rx.recv_timeout(util::READ_TIMEOUT).unwrap();
     // Change the session while the deferred request is in flight.
     request(
         &mut ws,

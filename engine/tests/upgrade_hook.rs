@@ -56,8 +56,7 @@ fn raw_upgrade(engine: &switchyard::Engine, target: &str, extra: &str) -> String
     )
     .unwrap();
     let mut out = String::new();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
+    s.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
     let _ = s.read_to_string(&mut out);
     out
 }

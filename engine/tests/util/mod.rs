@@ -15,6 +15,10 @@ use tungstenite::{Message, WebSocket};
 
 pub type Client = WebSocket<TcpStream>;
 
+/// How long a client waits for a frame before the test fails. Generous:
+/// CI machines are shared and a loaded one can stall a thread for seconds.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Starts an engine with `channels` on a free port.
 pub fn start(config: Config, channels: Vec<Channel>) -> Engine {
     let mut b = Engine::builder().config(config);
@@ -35,9 +39,7 @@ pub fn config() -> Config {
 pub fn connect(engine: &Engine, path: &str) -> Client {
     let addr = engine.local_addr();
     let stream = TcpStream::connect(addr).expect("tcp connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     let url = format!("ws://{addr}{path}");
     let (ws, _resp) = tungstenite::client(url, stream).expect("websocket handshake");
     ws
@@ -103,9 +105,7 @@ pub fn expect_silence(ws: &mut Client, wait: Duration) {
                 || e.kind() == std::io::ErrorKind::TimedOut => {}
         other => panic!("expected silence, got {other:?}"),
     }
-    ws.get_ref()
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    ws.get_ref().set_read_timeout(Some(READ_TIMEOUT)).unwrap();
 }
 
 /// Closes the client normally.
@@ -177,9 +177,7 @@ pub const FIN: u8 = 0x80;
 /// A TCP connection to the engine, with a 5 s read timeout.
 pub fn tcp(engine: &Engine) -> TcpStream {
     let stream = TcpStream::connect(engine.local_addr()).expect("tcp connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     stream.set_nodelay(true).unwrap();
     stream
 }
@@ -397,11 +395,11 @@ pub fn expect_eof(stream: &mut TcpStream, timeout: Duration) -> Vec<u8> {
     }
 }
 
-/// Asserts a condition becomes true within 5 s, with a message.
+/// Asserts a condition becomes true within 20 s, with a message.
 #[track_caller]
 pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
     assert!(
-        wait_until(Duration::from_secs(5), cond),
+        wait_until(READ_TIMEOUT, cond),
         "timed out waiting for: {what}"
     );
 }
@@ -410,9 +408,7 @@ pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
 /// in another process, such as an example binary).
 pub fn connect_addr(addr: std::net::SocketAddr, path: &str) -> Client {
     let stream = TcpStream::connect(addr).expect("tcp connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     let url = format!("ws://{addr}{path}");
     let (ws, _resp) = tungstenite::client(url, stream).expect("websocket handshake");
     ws
