@@ -68,3 +68,8 @@ pub use middleware::{AuditLog, Middleware, Next, Permissions, RateLimit, RateSco
 pub use reply::{PushError, Reply};
 pub use runtime::{Engine, EngineBuilder, EngineHandle, PublishError};
 pub use stats::Stats;
+
+/// The README's Rust examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
