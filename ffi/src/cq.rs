@@ -1,0 +1,556 @@
+//! Completion-queue mode: loop threads never call the host.
+//!
+//! In: engine closures (queued routes, lifecycle events) that append owned
+//! event records to a bounded queue. Out: fixed-layout `switchyard_event`
+//! records, drained in batches by one call, whose string pointers stay valid
+//! until the next drain of that queue.
+//!
+//! Invariants:
+//! - One byte is written to the notification pipe when the queue goes from
+//!   empty to non-empty, and again after a drain that left events behind,
+//!   so a host that drains once per readable fd never misses an event. A
+//!   drain clears the pipe before it takes events, so a byte written after
+//!   it stays for the next wake-up (at worst a spurious one).
+//! - Nothing is dropped: at `capacity` queued events the engine stops
+//!   reading sockets (`EngineHandle::pause_reading`); a drain down to the
+//!   low watermark resumes it. Events already read still enqueue, so the
+//!   queue may pass `capacity` briefly. Pause and resume are decided under
+//!   one lock and re-check the length, so the last decision always matches
+//!   the queue.
+
+use std::collections::VecDeque;
+use std::ffi::{c_char, c_int};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use engine::{Ctx, EngineHandle, HandlerError, HandlerResult, Reply, Request};
+
+use crate::panic::{guard, ErrBuf, Fail};
+use crate::status::*;
+
+/// A connection opened (`conn_id`, `channel`, `session` if the upgrade set
+/// one).
+pub const SWITCHYARD_EVENT_OPEN: u32 = 1;
+/// A request to a queued route (`request_id`, `conn_id`, `channel`,
+/// `action`, `payload`, `session`). Reply with `switchyard_engine_reply*`
+/// or `switchyard_reply_batch`.
+pub const SWITCHYARD_EVENT_REQUEST: u32 = 2;
+/// A text message no route took, for the channel's default handler
+/// (`conn_id`, `channel`, `payload` = the whole text). No reply is owed;
+/// answer with `switchyard_engine_send_json` if at all.
+pub const SWITCHYARD_EVENT_MESSAGE: u32 = 3;
+/// A connection ended (`conn_id`, `channel`).
+pub const SWITCHYARD_EVENT_CLOSE: u32 = 4;
+/// A request the host still owed was cancelled because its connection
+/// closed or the engine stopped (`request_id`, `conn_id`). Replying to it
+/// is `SWITCHYARD_STALE`.
+pub const SWITCHYARD_EVENT_CANCEL: u32 = 5;
+/// A binary message (`conn_id`, `channel`, `payload` = the bytes).
+pub const SWITCHYARD_EVENT_BINARY: u32 = 6;
+
+/// `switchyard_channel_queue_events` mask bit: queue OPEN events.
+pub const SWITCHYARD_QUEUE_OPEN: u32 = 1;
+/// Mask bit: queue CLOSE events.
+pub const SWITCHYARD_QUEUE_CLOSE: u32 = 2;
+/// Mask bit: queue MESSAGE events (sets the channel's default handler).
+pub const SWITCHYARD_QUEUE_MESSAGE: u32 = 4;
+/// Mask bit: queue CANCEL events.
+pub const SWITCHYARD_QUEUE_CANCEL: u32 = 8;
+/// Mask bit: queue BINARY events (sets the channel's binary handler).
+pub const SWITCHYARD_QUEUE_BINARY: u32 = 16;
+
+/// One event, as `switchyard_cq_drain` writes it. Fixed layout. Strings are
+/// not NUL-terminated; NULL pointers have length 0. They stay valid until
+/// the next `switchyard_cq_drain` on the same queue (or its free).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct switchyard_event {
+    /// `SWITCHYARD_EVENT_*`.
+    pub kind: u32,
+    /// Reserved, 0.
+    pub reserved: u32,
+    /// The connection.
+    pub conn_id: u64,
+    /// The request (REQUEST and CANCEL), else 0.
+    pub request_id: u64,
+    /// The channel's name (NULL for CANCEL).
+    pub channel: *const c_char,
+    /// Length of `channel`.
+    pub channel_len: usize,
+    /// The route name (REQUEST), else NULL.
+    pub action: *const c_char,
+    /// Length of `action`.
+    pub action_len: usize,
+    /// REQUEST: the payload object; MESSAGE/BINARY: the message; else NULL.
+    pub payload: *const c_char,
+    /// Length of `payload`.
+    pub payload_len: usize,
+    /// The session as JSON text (OPEN, REQUEST), or NULL without one.
+    pub session: *const c_char,
+    /// Length of `session`.
+    pub session_len: usize,
+}
+
+/// An owned event: one buffer holding action, payload and session.
+#[derive(Debug)]
+struct Event {
+    kind: u32,
+    conn: u64,
+    request: u64,
+    channel: Option<Arc<str>>,
+    buf: Vec<u8>,
+    action_len: usize,
+    payload_len: usize,
+    session_len: Option<usize>,
+}
+
+impl Event {
+    fn new(
+        kind: u32,
+        conn: u64,
+        request: u64,
+        channel: Option<Arc<str>>,
+        parts: [&[u8]; 2],
+        session: Option<&str>,
+    ) -> Event {
+        let s = session.map(str::as_bytes).unwrap_or_default();
+        let mut buf = Vec::with_capacity(parts[0].len() + parts[1].len() + s.len());
+        buf.extend_from_slice(parts[0]);
+        buf.extend_from_slice(parts[1]);
+        buf.extend_from_slice(s);
+        Event {
+            kind,
+            conn,
+            request,
+            channel,
+            buf,
+            action_len: parts[0].len(),
+            payload_len: parts[1].len(),
+            session_len: session.map(str::len),
+        }
+    }
+
+    fn record(&self, has_action: bool, has_payload: bool) -> switchyard_event {
+        let base = self.buf.as_ptr().cast::<c_char>();
+        let ptr_if = |yes: bool, off: usize| {
+            if yes {
+                // `off` is within `buf` (or one past its end).
+                base.wrapping_add(off)
+            } else {
+                std::ptr::null()
+            }
+        };
+        let (channel, channel_len) = match &self.channel {
+            Some(c) => (c.as_ptr().cast::<c_char>(), c.len()),
+            None => (std::ptr::null(), 0),
+        };
+        switchyard_event {
+            kind: self.kind,
+            reserved: 0,
+            conn_id: self.conn,
+            request_id: self.request,
+            channel,
+            channel_len,
+            action: ptr_if(has_action, 0),
+            action_len: self.action_len,
+            payload: ptr_if(has_payload, self.action_len),
+            payload_len: self.payload_len,
+            session: ptr_if(
+                self.session_len.is_some(),
+                self.action_len + self.payload_len,
+            ),
+            session_len: self.session_len.unwrap_or(0),
+        }
+    }
+}
+
+/// The queue shared by loop threads (producers) and the host (consumer).
+#[derive(Debug)]
+pub struct CqShared {
+    queue: Mutex<VecDeque<Event>>,
+    capacity: usize,
+    low_watermark: usize,
+    /// Whether reading is paused on the queue's account, and the engine to
+    /// pause (attached by `switchyard_engine_new`, detached by its free so
+    /// the engine's closures and this queue hold no cycle).
+    flow: Mutex<(bool, Option<EngineHandle>)>,
+    attached: AtomicBool,
+    read_fd: OwnedFd,
+    write_fd: OwnedFd,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks leaves the data consistent (every
+    // critical section is a single push, pop or flag write).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl CqShared {
+    fn notify(&self) {
+        let b = 1u8;
+        // SAFETY: writes one byte from a live local to our own pipe. A full
+        // pipe (EAGAIN) already signals readability.
+        unsafe { libc::write(self.write_fd.as_raw_fd(), (&b as *const u8).cast(), 1) };
+    }
+
+    fn clear_pipe(&self) {
+        let mut buf = [0u8; 256];
+        loop {
+            // SAFETY: reads into a live local buffer of that length from our
+            // own non-blocking pipe.
+            let n =
+                unsafe { libc::read(self.read_fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < buf.len() as isize {
+                break;
+            }
+        }
+    }
+
+    fn push(&self, event: Event) {
+        let (was_empty, len) = {
+            let mut q = lock(&self.queue);
+            q.push_back(event);
+            (q.len() == 1, q.len())
+        };
+        if was_empty {
+            self.notify();
+        }
+        if len >= self.capacity {
+            let mut flow = lock(&self.flow);
+            if !flow.0 && lock(&self.queue).len() >= self.capacity {
+                flow.0 = true;
+                if let Some(h) = &flow.1 {
+                    h.pause_reading();
+                }
+            }
+        }
+    }
+
+    fn maybe_resume(&self, len: usize) {
+        if len > self.low_watermark {
+            return;
+        }
+        let mut flow = lock(&self.flow);
+        if flow.0 && lock(&self.queue).len() <= self.low_watermark {
+            flow.0 = false;
+            if let Some(h) = &flow.1 {
+                h.resume_reading();
+            }
+        }
+    }
+
+    /// Ties the queue to an engine; `false` if another engine has it.
+    pub(crate) fn claim(&self) -> bool {
+        !self.attached.swap(true, Ordering::AcqRel)
+    }
+
+    /// Gives back a claim that did not lead to a running engine.
+    pub(crate) fn unclaim(&self) {
+        self.attached.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn attach(&self, handle: EngineHandle) {
+        let mut flow = lock(&self.flow);
+        if flow.0 {
+            handle.pause_reading();
+        }
+        flow.1 = Some(handle);
+    }
+
+    /// Unties the queue from its freed engine; it may serve another.
+    pub(crate) fn detach(&self) {
+        lock(&self.flow).1 = None;
+        self.unclaim();
+    }
+
+    /// The engine closure for a queued route: every request is deferred
+    /// and enqueued.
+    pub(crate) fn route(
+        self: &Arc<Self>,
+        channel: Arc<str>,
+    ) -> impl Fn(&mut Ctx<'_>, Request<'_>) -> HandlerResult + Send + Sync + 'static {
+        let cq = Arc::clone(self);
+        move |ctx, req| {
+            crate::panic::fault::point();
+            let Some(handle) = ctx.defer() else {
+                return Err(HandlerError::internal("the pending-request table is full"));
+            };
+            cq.push(Event::new(
+                SWITCHYARD_EVENT_REQUEST,
+                ctx.conn_id().as_u64(),
+                handle.id().as_u64(),
+                Some(Arc::clone(&channel)),
+                [req.action().as_bytes(), req.payload().as_bytes()],
+                ctx.session_json(),
+            ));
+            Ok(Reply::Deferred)
+        }
+    }
+
+    pub(crate) fn lifecycle(
+        self: &Arc<Self>,
+        kind: u32,
+        channel: Arc<str>,
+    ) -> impl Fn(&mut Ctx<'_>) + Send + Sync + 'static {
+        let cq = Arc::clone(self);
+        move |ctx| {
+            let session = if kind == SWITCHYARD_EVENT_OPEN {
+                ctx.session_json()
+            } else {
+                None
+            };
+            cq.push(Event::new(
+                kind,
+                ctx.conn_id().as_u64(),
+                0,
+                Some(Arc::clone(&channel)),
+                [b"", b""],
+                session,
+            ))
+        }
+    }
+
+    pub(crate) fn message(
+        self: &Arc<Self>,
+        kind: u32,
+        channel: Arc<str>,
+    ) -> impl Fn(&mut Ctx<'_>, &[u8]) -> HandlerResult + Send + Sync + 'static {
+        let cq = Arc::clone(self);
+        move |ctx, data| {
+            cq.push(Event::new(
+                kind,
+                ctx.conn_id().as_u64(),
+                0,
+                Some(Arc::clone(&channel)),
+                [b"", data],
+                None,
+            ));
+            Ok(Reply::Ack)
+        }
+    }
+
+    pub(crate) fn cancel(
+        self: &Arc<Self>,
+    ) -> impl Fn(engine::ConnId, engine::RequestId) + Send + Sync + 'static {
+        let cq = Arc::clone(self);
+        move |conn, id| {
+            cq.push(Event::new(
+                SWITCHYARD_EVENT_CANCEL,
+                conn.as_u64(),
+                id.as_u64(),
+                None,
+                [b"", b""],
+                None,
+            ))
+        }
+    }
+}
+
+/// A completion queue (opaque). Create with `switchyard_cq_new`, free with
+/// `switchyard_cq_free` after the engine that uses it.
+#[derive(Debug)]
+pub struct switchyard_cq {
+    pub(crate) shared: Arc<CqShared>,
+    /// The last drained batch, kept alive for the host's pointers.
+    batch: Mutex<Vec<Event>>,
+}
+
+/// Creates a completion queue that pauses reading at `capacity` queued
+/// events and resumes at `low_watermark` (less than `capacity`), with a
+/// non-blocking, close-on-exec notification pipe. Writes it to `*out`.
+///
+/// Thread-safety: any thread.
+///
+/// # Safety
+/// `out` is NULL or writable; `err_buf` is NULL or writable for `err_len`
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn switchyard_cq_new(
+    capacity: usize,
+    low_watermark: usize,
+    out: *mut *mut switchyard_cq,
+    err_buf: *mut c_char,
+    err_len: usize,
+) -> switchyard_status {
+    // SAFETY: the caller's contract.
+    let err = unsafe { ErrBuf::new(err_buf, err_len) };
+    guard(err, || {
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        if capacity == 0 || low_watermark >= capacity {
+            return Err(Fail::new(
+                SWITCHYARD_INVALID_ARGUMENT,
+                "capacity must be at least 1 and low_watermark below it",
+            ));
+        }
+        let mut fds = [0 as c_int; 2];
+        // SAFETY: `fds` is a live array of two ints, as pipe2 requires.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(Fail::new(
+                SWITCHYARD_CQ_SETUP,
+                format!("pipe2: {}", std::io::Error::last_os_error()),
+            ));
+        }
+        // SAFETY: pipe2 succeeded, so both are open descriptors we now own.
+        let (read_fd, write_fd) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let cq = Box::new(switchyard_cq {
+            shared: Arc::new(CqShared {
+                queue: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
+                capacity,
+                low_watermark,
+                flow: Mutex::new((false, None)),
+                attached: AtomicBool::new(false),
+                read_fd,
+                write_fd,
+            }),
+            batch: Mutex::new(Vec::new()),
+        });
+        // SAFETY: non-NULL and writable by the caller's contract.
+        unsafe { *out = Box::into_raw(cq) };
+        Ok(())
+    })
+}
+
+/// Frees a queue. Free the engine that uses it first (the engine keeps its
+/// own reference, so an earlier free is safe, but events then pile up
+/// unseen). NULL does nothing. Pointers from the last drain become invalid.
+///
+/// Thread-safety: any thread, once no other call uses `cq`.
+///
+/// # Safety
+/// `cq` is NULL or from `switchyard_cq_new` and not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn switchyard_cq_free(cq: *mut switchyard_cq) {
+    crate::panic::guard_void(|| {
+        if !cq.is_null() {
+            // SAFETY: from `Box::into_raw` in `switchyard_cq_new`, freed once.
+            drop(unsafe { Box::from_raw(cq) });
+        }
+    })
+}
+
+/// Writes the read end of the notification pipe to `*fd`. Watch it for
+/// readability (poll, epoll, `new net.Socket({fd})`, `loop.add_reader`).
+/// The queue owns it: do not close it.
+///
+/// Thread-safety: any thread.
+///
+/// # Safety
+/// `cq` is NULL or live; `fd` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn switchyard_cq_fd(
+    cq: *const switchyard_cq,
+    fd: *mut c_int,
+) -> switchyard_status {
+    guard(ErrBuf::NONE, || {
+        if cq.is_null() {
+            return Err(Fail::null("cq"));
+        }
+        if fd.is_null() {
+            return Err(Fail::null("fd"));
+        }
+        // SAFETY: live by the caller's contract; only shared access.
+        let cq = unsafe { &*cq };
+        // SAFETY: non-NULL and writable by the caller's contract.
+        unsafe { *fd = cq.shared.read_fd.as_raw_fd() };
+        Ok(())
+    })
+}
+
+/// Writes the number of queued (not yet drained) events to `*len`.
+///
+/// Thread-safety: any thread.
+///
+/// # Safety
+/// `cq` is NULL or live; `len` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn switchyard_cq_len(
+    cq: *const switchyard_cq,
+    len: *mut usize,
+) -> switchyard_status {
+    guard(ErrBuf::NONE, || {
+        if cq.is_null() {
+            return Err(Fail::null("cq"));
+        }
+        if len.is_null() {
+            return Err(Fail::null("len"));
+        }
+        // SAFETY: live by the caller's contract; only shared access.
+        let n = lock(&unsafe { &*cq }.shared.queue).len();
+        // SAFETY: non-NULL and writable by the caller's contract.
+        unsafe { *len = n };
+        Ok(())
+    })
+}
+
+/// Clears the notification pipe, moves up to `max` (at least 1) events
+/// into `out[0..*n]` in arrival order, and writes their count to `*n` (0
+/// when the queue was empty). If events remain, the pipe is left readable.
+/// The strings of the previous batch are released; those of this batch stay
+/// valid until the next drain or the queue's free. May resume reading on
+/// the engine's sockets.
+///
+/// Thread-safety: any thread, one drain at a time per queue (concurrent
+/// drains are serialised, but each invalidates the other's pointers).
+///
+/// # Safety
+/// `cq` is NULL or live; `out` is NULL or writable for `max` records; `n`
+/// is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn switchyard_cq_drain(
+    cq: *mut switchyard_cq,
+    out: *mut switchyard_event,
+    max: usize,
+    n: *mut usize,
+) -> switchyard_status {
+    guard(ErrBuf::NONE, || {
+        if cq.is_null() {
+            return Err(Fail::null("cq"));
+        }
+        if out.is_null() {
+            return Err(Fail::null("out"));
+        }
+        if n.is_null() {
+            return Err(Fail::null("n"));
+        }
+        if max == 0 {
+            return Err(Fail::new(
+                SWITCHYARD_INVALID_ARGUMENT,
+                "max must be at least 1",
+            ));
+        }
+        // SAFETY: live by the caller's contract; shared access (the batch
+        // has its own lock).
+        let cq = unsafe { &*cq };
+        let shared = &cq.shared;
+        shared.clear_pipe();
+        let mut batch = lock(&cq.batch);
+        batch.clear();
+        let left = {
+            let mut q = lock(&shared.queue);
+            let k = max.min(q.len());
+            batch.extend(q.drain(..k));
+            q.len()
+        };
+        if left > 0 {
+            shared.notify();
+        }
+        for (i, e) in batch.iter().enumerate() {
+            let (has_action, has_payload) = match e.kind {
+                SWITCHYARD_EVENT_REQUEST => (true, true),
+                SWITCHYARD_EVENT_MESSAGE | SWITCHYARD_EVENT_BINARY => (false, true),
+                _ => (false, false),
+            };
+            // SAFETY: `out` is writable for `max` records and `i < max`.
+            unsafe { out.add(i).write(e.record(has_action, has_payload)) };
+        }
+        // SAFETY: non-NULL and writable by the caller's contract.
+        unsafe { *n = batch.len() };
+        drop(batch);
+        shared.maybe_resume(left);
+        Ok(())
+    })
+}
