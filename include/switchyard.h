@@ -143,6 +143,15 @@
 // Mask bit: queue BINARY events (sets the channel's binary handler).
 #define SWITCHYARD_QUEUE_BINARY 16
 
+// Rate-limit scope: one bucket per connection.
+#define SWITCHYARD_RATE_PER_CONNECTION 0
+
+// Rate-limit scope: one bucket per connection and route.
+#define SWITCHYARD_RATE_PER_CONNECTION_ROUTE 1
+
+// Rate-limit scope: one bucket shared by every connection.
+#define SWITCHYARD_RATE_SHARED 2
+
 // A channel being defined (opaque). Create with `switchyard_channel_new`;
 // give it to `switchyard_engine_new` (which consumes it) or free it with
 // `switchyard_channel_free`.
@@ -407,6 +416,10 @@ typedef struct switchyard_stats {
 
 // The completion queue could not be set up (pipe creation failed).
 #define SWITCHYARD_CQ_SETUP -500
+
+// A built-in middleware setting is invalid: a schema that is not a JSON
+// Schema, a rate that is not positive, an unknown scope.
+#define SWITCHYARD_MIDDLEWARE_INVALID -600
 
 #ifdef __cplusplus
 extern "C" {
@@ -1015,6 +1028,20 @@ switchyard_status switchyard_config_set_metrics(struct switchyard_config *config
                                                 char *err_buf,
                                                 size_t err_len);
 
+// Serve the channel manifest at `GET /switchyard/manifest.json` (default
+// false), for typed-client generators.
+//
+// Thread-safety: not concurrently with other calls on the same
+// configuration.
+//
+// # Safety
+// `config` is NULL or live; `err_buf` is NULL or writable for `err_len`
+// bytes.
+switchyard_status switchyard_config_set_serve_manifest(struct switchyard_config *config,
+                                                       bool value,
+                                                       char *err_buf,
+                                                       size_t err_len);
+
 // Put panic and error details in `internal` errors (default false).
 //
 // Returns `SWITCHYARD_CONFIG_INVALID` (with the field and its range in
@@ -1341,6 +1368,89 @@ switchyard_status switchyard_engine_resume_reading(const struct switchyard_engin
 // `engine` is NULL or live; `out` is NULL or writable.
 switchyard_status switchyard_engine_stats(const struct switchyard_engine *engine,
                                           struct switchyard_stats *out);
+
+// Adds a token-bucket rate limit: `per_second` requests a second on
+// average (> 0), bursts of up to `burst` (≥ 1). `route` names one route of
+// the channel, or is NULL for every route of the channel. `scope` is
+// `SWITCHYARD_RATE_PER_CONNECTION`, `SWITCHYARD_RATE_PER_CONNECTION_ROUTE`
+// or `SWITCHYARD_RATE_SHARED`. Over the limit a request gets the error
+// `rate_limited` and its handler does not run.
+//
+// Thread-safety: not concurrently with other calls on the same channel.
+//
+// # Safety
+// `channel` is NULL or live; `route` is NULL or NUL-terminated; `err_buf`
+// is NULL or writable for `err_len` bytes.
+switchyard_status switchyard_channel_add_rate_limit(struct switchyard_channel *channel,
+                                                    const char *route,
+                                                    double per_second,
+                                                    uint32_t burst,
+                                                    uint32_t scope,
+                                                    char *err_buf,
+                                                    size_t err_len);
+
+// Adds the audit log to `route` (NULL: every route of the channel): one
+// record per request through the Rust `log` facade (target
+// `switchyard::audit`) with the connection id, action, outcome and
+// duration. A host sees the records only if it installs a `log` logger
+// in the process; the middleware costs one clock read per request.
+//
+// Thread-safety: not concurrently with other calls on the same channel.
+//
+// # Safety
+// `channel` is NULL or live; `route` is NULL or NUL-terminated.
+switchyard_status switchyard_channel_add_audit_log(struct switchyard_channel *channel,
+                                                   const char *route);
+
+// Sets the JSON Schema the payload of `route` must satisfy: a request
+// whose payload (the object without routing key and `rid`) fails it gets
+// `invalid_input` with a message naming the failing member, and the
+// handler does not run. The schema also goes into the manifest.
+//
+// Returns `SWITCHYARD_INVALID_JSON` for text that is not JSON and
+// `SWITCHYARD_MIDDLEWARE_INVALID` for JSON that is not a valid schema.
+//
+// Thread-safety: not concurrently with other calls on the same channel.
+//
+// # Safety
+// `channel` is NULL or live; `route` is NULL or NUL-terminated; `schema`
+// is valid for `schema_len` bytes; `err_buf` is NULL or writable for
+// `err_len` bytes.
+switchyard_status switchyard_channel_set_input_schema(struct switchyard_channel *channel,
+                                                      const char *route,
+                                                      const char *schema,
+                                                      size_t schema_len,
+                                                      char *err_buf,
+                                                      size_t err_len);
+
+// Declares the JSON Schema of `route`'s reply, for the manifest and typed
+// clients (it is not enforced).
+//
+// Thread-safety: not concurrently with other calls on the same channel.
+//
+// # Safety
+// As `switchyard_channel_set_input_schema`.
+switchyard_status switchyard_channel_set_output_schema(struct switchyard_channel *channel,
+                                                       const char *route,
+                                                       const char *schema,
+                                                       size_t schema_len,
+                                                       char *err_buf,
+                                                       size_t err_len);
+
+// Declares a topic and the JSON Schema of its events, for the manifest.
+//
+// Thread-safety: not concurrently with other calls on the same channel.
+//
+// # Safety
+// `channel` is NULL or live; `topic` is NULL or NUL-terminated; `schema`
+// is valid for `schema_len` bytes; `err_buf` is NULL or writable for
+// `err_len` bytes.
+switchyard_status switchyard_channel_add_topic(struct switchyard_channel *channel,
+                                               const char *topic,
+                                               const char *schema,
+                                               size_t schema_len,
+                                               char *err_buf,
+                                               size_t err_len);
 
 // The static, NUL-terminated name of a status, e.g. `"SWITCHYARD_STALE"`,
 // followed by a short description. Unknown numbers give

@@ -248,6 +248,21 @@ impl Channel {
         self
     }
 
+    /// Changes a route already added, by name (for hosts that add routes
+    /// first and configure them later, such as the C ABI). Naming no route
+    /// is an error when the engine starts.
+    pub fn configure_route(mut self, name: &str, f: impl FnOnce(Route) -> Route) -> Self {
+        match self.routes.remove(name) {
+            Some(route) => {
+                self.routes.insert(name.into(), f(route));
+            }
+            None => self
+                .problems
+                .push(format!("no route '{name}' to configure")),
+        }
+        self
+    }
+
     /// A route that needs a session: without one the client gets
     /// `unauthorized`.
     pub fn route<F>(self, name: &str, handler: F) -> Self

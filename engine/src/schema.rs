@@ -51,6 +51,12 @@ impl InputSchema {
     }
 }
 
+/// Checks that `schema` is a valid JSON Schema, the way route input
+/// schemas are compiled when the engine starts; the error says why not.
+pub fn check_schema(schema: &Value) -> Result<(), String> {
+    InputSchema::compile(schema).map(|_| ())
+}
+
 /// The manifest of one route.
 pub(crate) fn route_manifest(
     name: &str,

@@ -189,3 +189,25 @@ fn http_get(engine: &Engine, path: &str) -> (u16, String) {
     let body = out.split_once("\r\n\r\n").unwrap().1.to_string();
     (status, body)
 }
+
+#[test]
+fn routes_can_be_configured_after_they_are_added() {
+    let ch = Channel::new("late")
+        .public_route("create", |_ctx, req| {
+            Ok(Reply::Json(req.payload().to_string()))
+        })
+        .configure_route("create", |r| {
+            r.input_schema(json!({"type": "object", "required": ["text"]}))
+        });
+    let engine = start(config(), vec![ch]);
+    let mut ws = connect(&engine, "/late");
+    let r = request(&mut ws, &json!({"action":"create","rid":1}));
+    assert_eq!(r["error"]["code"], "invalid_input");
+    engine.stop();
+    let ch = Channel::new("late").configure_route("missing", |r| r);
+    let err = Engine::builder()
+        .channel(ch)
+        .listen("127.0.0.1:0")
+        .unwrap_err();
+    assert!(err.to_string().contains("no route 'missing'"), "{err}");
+}

@@ -36,13 +36,13 @@ pub const SWITCHYARD_ROUTE_EXCLUSIVE: u32 = 2;
 pub struct switchyard_channel {
     inner: Option<Channel>,
     name: Arc<str>,
-    routes: HashSet<String>,
+    pub(crate) routes: HashSet<String>,
     pub(crate) queues: Vec<Arc<CqShared>>,
 }
 
 impl switchyard_channel {
     /// Applies a builder step. `None` means an earlier step panicked.
-    fn update(&mut self, step: impl FnOnce(Channel) -> Channel) -> Res {
+    pub(crate) fn update(&mut self, step: impl FnOnce(Channel) -> Channel) -> Res {
         let ch = self.inner.take().ok_or_else(|| {
             Fail::new(
                 SWITCHYARD_INVALID_STATE,
@@ -72,7 +72,7 @@ impl switchyard_channel {
 
 /// # Safety
 /// `ch` is NULL or live and not used by another thread.
-unsafe fn with_channel<'a>(
+pub(crate) unsafe fn with_channel<'a>(
     ch: *mut switchyard_channel,
 ) -> Result<&'a mut switchyard_channel, Fail> {
     if ch.is_null() {

@@ -414,6 +414,30 @@ pub unsafe extern "C" fn switchyard_config_set_metrics(
     unsafe { set(config, ErrBuf::new(err_buf, err_len), |c| c.metrics = value) }
 }
 
+/// Serve the channel manifest at `GET /switchyard/manifest.json` (default
+/// false), for typed-client generators.
+///
+/// Thread-safety: not concurrently with other calls on the same
+/// configuration.
+///
+/// # Safety
+/// `config` is NULL or live; `err_buf` is NULL or writable for `err_len`
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn switchyard_config_set_serve_manifest(
+    config: *mut switchyard_config,
+    value: bool,
+    err_buf: *mut c_char,
+    err_len: usize,
+) -> switchyard_status {
+    // SAFETY: the caller's contract, forwarded.
+    unsafe {
+        set(config, ErrBuf::new(err_buf, err_len), |c| {
+            c.serve_manifest = value
+        })
+    }
+}
+
 /// Put panic and error details in `internal` errors (default false).
 ///
 /// Returns `SWITCHYARD_CONFIG_INVALID` (with the field and its range in

@@ -10,10 +10,9 @@
 //!
 //! Modules: [`status`] (the codes), [`panic`] (the boundary and argument
 //! helpers), [`config`], [`channel`], [`callback`] (callback mode), [`cq`]
-//! (completion-queue mode), [`engine`], [`stats`].
-//!
-//! Built-in middleware (rate limit, schema validation) joins as a
-//! `middleware` module with its own status block (-600).
+//! (completion-queue mode), [`engine`], [`stats`], [`middleware`] (the
+//! engine's built-in rate limits, audit log, JSON Schemas and topics, with
+//! the -600 status block).
 
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -24,6 +23,7 @@ pub mod channel;
 pub mod config;
 pub mod cq;
 pub mod engine;
+pub mod middleware;
 pub mod panic;
 pub mod stats;
 pub mod status;

@@ -66,8 +66,10 @@ pub const SWITCHYARD_INVALID_ERROR_CODE: switchyard_status = -403;
 /// The completion queue could not be set up (pipe creation failed).
 pub const SWITCHYARD_CQ_SETUP: switchyard_status = -500;
 
-// -600 .. -699: reserved for the engine's built-in middleware (rate limit,
-// schema validation) once it lands.
+// -600 .. -699: the engine's built-in middleware.
+/// A built-in middleware setting is invalid: a schema that is not a JSON
+/// Schema, a rate that is not positive, an unknown scope.
+pub const SWITCHYARD_MIDDLEWARE_INVALID: switchyard_status = -600;
 
 /// The static, NUL-terminated name of a status, e.g. `"SWITCHYARD_STALE"`,
 /// followed by a short description. Unknown numbers give
@@ -105,6 +107,9 @@ pub extern "C" fn switchyard_strerror(status: switchyard_status) -> *const c_cha
             b"SWITCHYARD_INVALID_ERROR_CODE: an error code must be snake_case\0"
         }
         SWITCHYARD_CQ_SETUP => b"SWITCHYARD_CQ_SETUP: the completion queue could not be set up\0",
+        SWITCHYARD_MIDDLEWARE_INVALID => {
+            b"SWITCHYARD_MIDDLEWARE_INVALID: a built-in middleware setting is invalid\0"
+        }
         _ => b"SWITCHYARD_UNKNOWN\0",
     };
     s.as_ptr().cast()
