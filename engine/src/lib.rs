@@ -66,8 +66,8 @@ pub use http::{HttpRequest, HttpResponse};
 pub use ids::{ConnId, RequestId, MAX_CORES};
 pub use middleware::{AuditLog, Middleware, Next, Permissions, RateLimit, RateScope};
 pub use reply::{PushError, Reply};
-pub use schema::check_schema;
 pub use runtime::{Engine, EngineBuilder, EngineHandle, PublishError};
+pub use schema::check_schema;
 pub use stats::Stats;
 
 /// The README's Rust examples, compiled as doc tests so they stay true.

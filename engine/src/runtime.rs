@@ -423,6 +423,9 @@ impl EngineBuilder {
             .ok_or_else(|| Error::Config("the address resolves to nothing".into()))?;
         let threads = self.config.resolved_threads();
         let mut listeners = Vec::with_capacity(threads);
+        if addr.port() != 0 {
+            ensure_port_free(addr)?;
+        }
         let mut bound = addr;
         for _ in 0..threads {
             let l = bind(bound, self.config.backlog)?;
@@ -451,6 +454,27 @@ fn manifest(channels: &[Channel]) -> serde_json::Value {
         "switchyard": 1,
         "channels": channels.iter().map(Channel::manifest).collect::<Vec<_>>(),
     })
+}
+
+/// The loops share their port through `SO_REUSEPORT`, which would also let
+/// this engine silently share a port with another process's engine (each
+/// taking part of the clients). A probe bound without `SO_REUSEPORT` fails
+/// when anything already listens there, so that becomes an error instead.
+fn ensure_port_free(addr: SocketAddr) -> Result<(), Error> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("{addr} is already in use (is another server listening there?)"),
+            ))
+        } else {
+            Error::Io(e)
+        }
+    })?;
+    Ok(())
 }
 
 fn bind(addr: SocketAddr, backlog: u32) -> Result<mio::net::TcpListener, Error> {

@@ -134,3 +134,25 @@ fn valid_edge_configs_listen() {
     assert!(!engine.stats().connections_per_loop.is_empty());
     assert_ne!(engine.local_addr().port(), 0, "the real port is reported");
 }
+
+#[test]
+fn a_port_another_server_listens_on_is_an_error_not_a_shared_port() {
+    let ch =
+        || switchyard::Channel::new("p").public_route("x", |_ctx, _req| Ok(switchyard::Reply::Ack));
+    let first = switchyard::Engine::builder()
+        .channel(ch())
+        .listen("127.0.0.1:0")
+        .unwrap();
+    let err = switchyard::Engine::builder()
+        .channel(ch())
+        .listen(first.local_addr())
+        .unwrap_err();
+    assert!(err.to_string().contains("already in use"), "{err}");
+    // A plain listener elsewhere counts too.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    assert!(switchyard::Engine::builder()
+        .channel(ch())
+        .listen(other.local_addr().unwrap())
+        .is_err());
+    first.stop();
+}
