@@ -5,9 +5,14 @@
 //! that is already valid UTF-8, as a text frame is after the frame layer):
 //!
 //! - `fast/extract+payload`: the real engine path. `action::extract` with a
-//!   reused `members` Vec, route lookup in a `HashMap` (as `Channel` does),
-//!   then `Extraction::payload` into a reused scratch `String` (this message
-//!   has both `action` and `rid`, so the payload is always rebuilt).
+//!   reused `members` Vec, route lookup in a `HashMap`, then
+//!   `Extraction::payload` into a reused scratch `String` (this message has
+//!   both `action` and `rid`, so the payload is always rebuilt). The route
+//!   map uses a cheap hasher (`Fx`, below) so that the number is the
+//!   extraction's own cost; every variant shares that lookup.
+//! - `fast/extract+payload(siphash)`: the same with the route map behind the
+//!   std `RandomState` (SipHash-1-3), as `Channel` keeps it today; the
+//!   difference between the two is the hashing of the route name.
 //! - `fast/extract`: `action::extract` alone (no payload), the like-for-like
 //!   comparison with the simd-json variants, which build no payload either.
 //! - `serde_json/reference`: `action::reference::extract` (serde_json with
@@ -27,6 +32,7 @@
 //! internally in every variant, on top of the restore copy.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -66,8 +72,60 @@ fn large() -> String {
     s
 }
 
-fn routes() -> HashMap<Box<str>, ()> {
-    ["create", "list", "update", "delete", "toggle", "clear"]
+/// A multiply-rotate hasher (the classic rustc `FxHasher`): a route name
+/// of up to 8 bytes costs three or four multiplies. The std `RandomState`
+/// (SipHash-1-3) costs some 200 instructions per lookup of a short name,
+/// more than half of the extraction itself.
+#[derive(Default)]
+struct Fx(u64);
+
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for Fx {
+    fn write(&mut self, mut bytes: &[u8]) {
+        while let Some((word, rest)) = bytes.split_first_chunk::<8>() {
+            self.add(u64::from_le_bytes(*word));
+            bytes = rest;
+        }
+        if let Some((word, rest)) = bytes.split_first_chunk::<4>() {
+            self.add(u64::from(u32::from_le_bytes(*word)));
+            bytes = rest;
+        }
+        if let Some((word, rest)) = bytes.split_first_chunk::<2>() {
+            self.add(u64::from(u16::from_le_bytes(*word)));
+            bytes = rest;
+        }
+        if let Some(&byte) = bytes.first() {
+            self.add(u64::from(byte));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+const ROUTES: [&str; 6] = ["create", "list", "update", "delete", "toggle", "clear"];
+
+/// The route map, with the cheap hasher.
+fn routes() -> HashMap<Box<str>, (), BuildHasherDefault<Fx>> {
+    ROUTES
+        .into_iter()
+        .map(|r| (Box::<str>::from(r), ()))
+        .collect()
+}
+
+/// The route map as `Channel` holds it (std `RandomState`, SipHash).
+fn routes_siphash() -> HashMap<Box<str>, ()> {
+    ROUTES
         .into_iter()
         .map(|r| (Box::<str>::from(r), ()))
         .collect()
@@ -91,6 +149,8 @@ fn bench(c: &mut Criterion) {
     let keys: Vec<Box<str>> = vec!["action".into()];
     let routes = routes();
     let is_route = |n: &str| routes.contains_key(n);
+    let routes_siphash = routes_siphash();
+    let is_route_siphash = |n: &str| routes_siphash.contains_key(n);
 
     let mut group = c.benchmark_group("extraction");
     for (size, text) in [("100B", SMALL), ("4KiB", large.as_str())] {
@@ -119,6 +179,17 @@ fn bench(c: &mut Criterion) {
                 black_box((&ex.routing, ex.rid, payload));
             })
         });
+        group.bench_function(
+            BenchmarkId::new("fast/extract+payload(siphash)", size),
+            |b| {
+                b.iter(|| {
+                    let text = black_box(text);
+                    let ex = action::extract(text, &keys, is_route_siphash, &mut members).unwrap();
+                    let payload = ex.payload(text, &members, &mut scratch);
+                    black_box((&ex.routing, ex.rid, payload));
+                })
+            },
+        );
         group.bench_function(BenchmarkId::new("fast/extract", size), |b| {
             b.iter(|| {
                 let ex = action::extract(black_box(text), &keys, is_route, &mut members).unwrap();

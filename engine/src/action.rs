@@ -6,7 +6,14 @@
 //! handler (the object minus the routing key and `rid`) is written into the
 //! caller's scratch string, and only when a member must be removed.
 //! [`reference::extract`] does the same job the obvious way with serde_json;
-//! tests check the two agree over many generated inputs.
+//! tests check the two agree over many generated inputs, and over special
+//! bytes put at every offset of strings in every position that matters.
+//!
+//! After the scan, one pass over the members' keys finds the first routing
+//! key and `rid` (`Occurrences`: first and last index of each, compared as
+//! raw bytes, decoding only escaped keys). The payload is then built from
+//! those indices alone when each name occurs once, copying runs of kept
+//! members as single slices.
 //!
 //! Rules, for both:
 //! - only top-level members of the object count; when a name repeats, the
@@ -82,10 +89,82 @@ pub struct Extraction<'t> {
     pub routing: Routing<'t>,
     /// The correlation id.
     pub rid: Rid<'t>,
-    strip: [Option<Span>; 2],
+    /// The members [`Extraction::payload`] leaves out: every occurrence of
+    /// the matched routing key, and of `rid`.
+    strip: [Occurrences; 2],
+}
+
+/// Where one name occurs among the top-level members: the indices of its
+/// first and last occurrence. Any other occurrence lies between the two, so
+/// a name that occurs once (the usual case) is stripped from the payload by
+/// index alone, with no key compared again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Occurrences {
+    first: u32,
+    last: u32,
+}
+
+impl Occurrences {
+    /// A name that does not occur: no index is `u32::MAX` (a text of at
+    /// most 4 GiB has fewer members than that) and none lies between.
+    const NONE: Occurrences = Occurrences {
+        first: u32::MAX,
+        last: u32::MAX,
+    };
+
+    /// For each of `names`, the first and last member with that key: one
+    /// pass over the members, each key compared with every name.
+    #[inline(always)]
+    fn find<const N: usize>(
+        text: &str,
+        members: &[Member],
+        names: [&str; N],
+    ) -> [Option<Occurrences>; N] {
+        let mut found = [None; N];
+        for (index, m) in members.iter().enumerate() {
+            let index = index as u32;
+            for (name, found) in names.iter().zip(&mut found) {
+                if m.key_is(text, name) {
+                    *found = Some(match *found {
+                        None => Occurrences {
+                            first: index,
+                            last: index,
+                        },
+                        Some(o) => Occurrences { last: index, ..o },
+                    });
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether `members[index]` is one of these occurrences.
+    #[inline(always)]
+    fn contains(&self, text: &str, members: &[Member], index: usize) -> bool {
+        let index = index as u32;
+        if index == self.first || index == self.last {
+            return true;
+        }
+        if index < self.first || index > self.last {
+            return false;
+        }
+        // Between two occurrences: compare the key with the last one's.
+        let (m, named) = (&members[index as usize], &members[self.last as usize]);
+        if !m.key_escaped && !named.key_escaped {
+            m.key.of(text) == named.key.of(text)
+        } else {
+            json::decode_string(m.key.of(text)) == json::decode_string(named.key.of(text))
+        }
+    }
 }
 
 /// Takes a request apart. `members` is scratch space reused between calls.
+///
+/// One validating scan fills `members`. Then one pass over the members'
+/// keys finds the first routing key and `rid` (first and last occurrence
+/// of each); any further routing key, needed only when the first names no
+/// route, takes one more pass. Keys are compared as raw bytes (a length
+/// check settles most) and only a key that holds an escape is decoded.
 pub fn extract<'t>(
     text: &'t str,
     keys: &[Box<str>],
@@ -93,107 +172,155 @@ pub fn extract<'t>(
     members: &mut Vec<Member>,
 ) -> Result<Extraction<'t>, ExtractError> {
     json::scan_object(text, members)?;
-    let find = |name: &str| members.iter().rev().find(|m| m.key_is(text, name));
+    let members = &members[..];
+
+    // The first routing key and `rid` in one pass: with one routing key
+    // (the usual case) that is every lookup there is.
+    let (first_key, rid_key) = match keys.first() {
+        Some(key) => {
+            let [key, rid] = Occurrences::find(text, members, [key, "rid"]);
+            (key, rid)
+        }
+        None => (None, Occurrences::find(text, members, ["rid"])[0]),
+    };
 
     let mut routing = Routing::Missing;
-    let mut route_key_span = None;
+    let mut route_key = Occurrences::NONE;
     for (key_index, key) in keys.iter().enumerate() {
-        let Some(m) = find(key) else { continue };
+        let found = match key_index {
+            0 => first_key,
+            _ => Occurrences::find(text, members, [key])[0],
+        };
+        let Some(found) = found else {
+            continue;
+        };
+        let m = &members[found.last as usize];
         let Kind::String { escaped } = m.kind else {
             continue;
         };
-        let inner = Span {
-            start: m.value.start + 1,
-            end: m.value.end - 1,
-        };
+        let raw = m.value.of(text);
+        let inner = &raw[1..raw.len() - 1];
         let name = if escaped {
-            json::decode_string(inner.of(text))
+            json::decode_string(inner)
         } else {
-            Cow::Borrowed(inner.of(text))
+            Cow::Borrowed(inner)
         };
-        let found = ActionName {
+        let action = ActionName {
             key_index,
-            raw: m.value.of(text),
+            raw,
             name,
         };
-        if is_route(&found.name) {
-            routing = Routing::Route(found);
-            route_key_span = Some(m.key);
+        if is_route(&action.name) {
+            routing = Routing::Route(action);
+            route_key = found;
             break;
         }
         if routing == Routing::Missing {
-            routing = Routing::Unknown(found);
+            routing = Routing::Unknown(action);
         }
     }
 
-    let rid_member = find("rid");
-    let rid = match rid_member {
+    let rid = match rid_key {
         None => Rid::Absent,
-        Some(m) => match m.kind {
-            Kind::Integer => Rid::Valid(m.value.of(text)),
-            Kind::String { escaped } => {
-                let inner = &text[m.value.start as usize + 1..m.value.end as usize - 1];
-                let len = if escaped {
-                    json::decode_string(inner).len()
-                } else {
-                    inner.len()
-                };
-                if len <= MAX_RID_BYTES {
-                    Rid::Valid(m.value.of(text))
-                } else {
-                    Rid::Invalid
+        Some(found) => {
+            let m = &members[found.last as usize];
+            let raw = m.value.of(text);
+            match m.kind {
+                Kind::Integer => Rid::Valid(raw),
+                Kind::String { escaped } => {
+                    let inner = &raw[1..raw.len() - 1];
+                    // Decoding never lengthens a string, so a short raw
+                    // text needs no decoding to be within the limit.
+                    let len = if escaped && inner.len() > MAX_RID_BYTES {
+                        json::decode_string(inner).len()
+                    } else {
+                        inner.len()
+                    };
+                    if len <= MAX_RID_BYTES {
+                        Rid::Valid(raw)
+                    } else {
+                        Rid::Invalid
+                    }
                 }
+                _ => Rid::Invalid,
             }
-            _ => Rid::Invalid,
-        },
+        }
     };
     Ok(Extraction {
         routing,
         rid,
-        strip: [route_key_span, rid_member.map(|m| m.key)],
+        strip: [route_key, rid_key.unwrap_or(Occurrences::NONE)],
     })
 }
 
 impl Extraction<'_> {
     /// The payload: the object without the matched routing key and `rid`
     /// (every occurrence of each). Borrows `text` when nothing is removed;
-    /// otherwise writes into `scratch`. `members` must still hold what
-    /// [`extract`] left in it.
+    /// otherwise writes into `scratch`, members joined by `,`. `members`
+    /// must still hold what [`extract`] left in it.
     pub fn payload<'a>(
         &self,
         text: &'a str,
         members: &[Member],
         scratch: &'a mut String,
     ) -> &'a str {
-        let is_stripped = |m: &Member| {
-            self.strip.iter().flatten().any(|s| {
-                if *s == m.key {
-                    return true;
-                }
-                // Same name, another occurrence (or another spelling).
-                let name = s.of(text);
-                if !name.contains('\\') && !m.key_escaped {
-                    m.key.of(text) == name
-                } else {
-                    json::decode_string(name) == json::decode_string(m.key.of(text))
-                }
-            })
-        };
-        if !members.iter().any(is_stripped) {
+        let [route_key, rid_key] = &self.strip;
+        if *route_key == Occurrences::NONE && *rid_key == Occurrences::NONE {
             return text;
         }
         scratch.clear();
         scratch.push('{');
-        let mut first = true;
-        for m in members.iter().filter(|m| !is_stripped(m)) {
-            if !first {
-                scratch.push(',');
-            }
-            first = false;
-            scratch.push_str(m.span().of(text));
+        if route_key.first == route_key.last && rid_key.first == rid_key.last {
+            // Each name occurs at most once (the usual case): its index says
+            // it all, and no key is looked at again.
+            let (a, b) = (route_key.first as usize, rid_key.first as usize);
+            join_members(scratch, text, members, |index| index == a || index == b);
+        } else {
+            join_members(scratch, text, members, |index| {
+                route_key.contains(text, members, index) || rid_key.contains(text, members, index)
+            });
         }
         scratch.push('}');
         scratch
+    }
+}
+
+/// Appends the members that are not `stripped`, joined by `,`. Members that
+/// were adjacent in `text` (only a `,` between them) are copied as one
+/// slice, which gives the same bytes as copying them one by one.
+#[inline(always)]
+fn join_members(
+    out: &mut String,
+    text: &str,
+    members: &[Member],
+    stripped: impl Fn(usize) -> bool,
+) {
+    let flush = |out: &mut String, run: Span| {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(run.of(text));
+    };
+    let mut run: Option<Span> = None;
+    for (index, m) in members.iter().enumerate() {
+        if stripped(index) {
+            continue;
+        }
+        let span = m.span();
+        run = match run {
+            Some(r) if r.end + 1 == span.start => Some(Span {
+                start: r.start,
+                end: span.end,
+            }),
+            Some(r) => {
+                flush(out, r);
+                Some(span)
+            }
+            None => Some(span),
+        };
+    }
+    if let Some(r) = run {
+        flush(out, r);
     }
 }
 
@@ -318,6 +445,26 @@ mod tests {
         let e = extract(text, k, |n| routes.contains(&n), &mut members)?;
         let mut scratch = String::new();
         let payload = e.payload(text, &members, &mut scratch).to_string();
+        // Byte for byte what joining the kept members one by one gives (the
+        // fast path copies runs of them as single slices).
+        let route_key = match &e.routing {
+            Routing::Route(a) => Some(&*k[a.key_index]),
+            _ => None,
+        };
+        let kept: Vec<&str> = members
+            .iter()
+            .filter(|m| {
+                let key = json::decode_string(m.key.of(text));
+                key != "rid" && Some(&*key) != route_key
+            })
+            .map(|m| m.span().of(text))
+            .collect();
+        let joined = if kept.len() == members.len() {
+            text.to_string()
+        } else {
+            format!("{{{}}}", kept.join(","))
+        };
+        assert_eq!(payload, joined, "payload of {text}");
         let conv = |a: &ActionName| (a.key_index, a.raw.to_string(), a.name.to_string());
         Ok(reference::Owned {
             routing: match &e.routing {
@@ -330,7 +477,8 @@ mod tests {
                 Rid::Valid(r) => Some(Ok(r.to_string())),
                 Rid::Invalid => Some(Err(())),
             },
-            payload: reference::members(&payload).expect("payload is an object"),
+            payload: reference::members(&payload)
+                .unwrap_or_else(|e| panic!("payload {payload:?} of {text:?}: {e:?}")),
         })
     }
 
@@ -422,12 +570,57 @@ mod tests {
                 "",
             ];
             let mut s = String::from("\"");
-            s.push_str(pool[rng.gen_range(0..pool.len())]);
-            if rng.gen_bool(0.1) {
-                s.push_str(&"z".repeat(rng.gen_range(100..140)));
+            if rng.gen_bool(0.25) {
+                s.push_str(&contents(rng));
+            } else {
+                s.push_str(pool[rng.gen_range(0..pool.len())]);
+                if rng.gen_bool(0.1) {
+                    s.push_str(&"z".repeat(rng.gen_range(100..140)));
+                }
             }
             s.push('"');
             s
+        }
+        /// String contents for the scanner's block-wise search: escapes,
+        /// multi-byte characters and (rarely) bytes a string may not hold,
+        /// at random offsets of runs up to several 16-byte blocks long,
+        /// sometimes right around the 128-byte `rid` limit.
+        fn contents(rng: &mut rand::rngs::StdRng) -> String {
+            let pieces = [
+                r#"\""#, r"\\", r"\/", r"\n", r"\u00e9", r"\u20AC", r"\u0000", "é", "😀", "\u{7f}",
+            ];
+            // No surrogate escapes and no lone backslash: a stray byte or a
+            // backslash could leave a lone surrogate, which the fast path
+            // decodes to U+FFFD and the reference refuses to decode.
+            let bad = [r"\x", r"\u12G4", "\u{1}", "\t", "\u{1f}"];
+            let plain = b"abcxyz !#[]~";
+            let len = match rng.gen_range(0..4) {
+                0 => rng.gen_range(120..140),
+                _ => rng.gen_range(0..70),
+            };
+            let mut out = String::new();
+            while out.len() < len {
+                match rng.gen_range(0..40) {
+                    0..=3 => out.push_str(pieces[rng.gen_range(0..pieces.len())]),
+                    4 if rng.gen_bool(0.05) => out.push_str(bad[rng.gen_range(0..bad.len())]),
+                    _ => out.push(plain[rng.gen_range(0..plain.len())] as char),
+                }
+            }
+            out
+        }
+        /// White space between tokens: usually none, sometimes a long run.
+        fn ws(rng: &mut rand::rngs::StdRng) -> String {
+            match rng.gen_range(0..10) {
+                0 => " ".into(),
+                1 => "\n  ".into(),
+                2 => {
+                    let n = rng.gen_range(0..40);
+                    (0..n)
+                        .map(|_| [' ', '\t', '\n', '\r'][rng.gen_range(0..4)])
+                        .collect()
+                }
+                _ => String::new(),
+            }
         }
         fn value(rng: &mut rand::rngs::StdRng, depth: usize) -> String {
             match rng.gen_range(0..if depth > 3 { 6 } else { 8 }) {
@@ -446,8 +639,10 @@ mod tests {
                 5 => "null".to_string(),
                 6 => {
                     let n = rng.gen_range(0..4);
-                    let items: Vec<String> = (0..n).map(|_| value(rng, depth + 1)).collect();
-                    format!("[{}]", items.join(","))
+                    let items: Vec<String> = (0..n)
+                        .map(|_| format!("{}{}", value(rng, depth + 1), ws(rng)))
+                        .collect();
+                    format!("[{}{}]", ws(rng), items.join(","))
                 }
                 _ => {
                     let n = rng.gen_range(0..4);
@@ -461,9 +656,12 @@ mod tests {
         let mut text = if rng.gen_bool(0.9) {
             let n = rng.gen_range(0..6);
             let items: Vec<String> = (0..n)
-                .map(|_| format!("{} :{}", string(rng), value(rng, 1)))
+                .map(|_| {
+                    let (a, b, c) = (ws(rng), ws(rng), ws(rng));
+                    format!("{a}{}{b}:{c}{}", string(rng), value(rng, 1))
+                })
                 .collect();
-            format!(" {{{}}}\n", items.join(","))
+            format!("{}{{{}}}{}", ws(rng), items.join(","), ws(rng))
         } else {
             value(rng, 0)
         };
@@ -502,5 +700,61 @@ mod tests {
             kinds.iter().all(|&n| n > 1000),
             "generator covers every outcome: {kinds:?}"
         );
+    }
+
+    #[test]
+    fn agrees_with_reference_at_every_offset() {
+        let k = keys(&["action", "type"]);
+        let routes = ["create", "list", "é"];
+        let check = |text: &str| {
+            let want = reference::extract(text, &k, |n| routes.contains(&n));
+            assert_eq!(fast(text, &k, &routes), want, "input: {text}");
+        };
+        // A special sequence at every offset of string contents up to past
+        // two 16-byte blocks, in the `rid`, a routing key's value, a kept
+        // member's value and a key.
+        let inserts = [
+            r#"\""#,
+            r"\\",
+            r"\u00e9",
+            r"\ud83d\ude00",
+            "é",
+            "\u{1}",
+            "\t",
+            r"\x",
+            "\"",
+        ];
+        for len in 0..=40 {
+            for at in 0..=len {
+                for insert in inserts {
+                    let c = format!("{}{insert}{}", "a".repeat(at), "b".repeat(len - at));
+                    check(&format!(
+                        r#"{{"action":"create","rid":"{c}","text":"{c}"}}"#
+                    ));
+                    check(&format!(
+                        r#"{{"type":"{c}","action":"list","{c}":[1,"{c}"]}}"#
+                    ));
+                    check(&format!(r#"{{"{c}":1,"rid":7,"action":"{c}"}}"#));
+                }
+            }
+        }
+        // `rid` around the 128-byte limit, escapes counted once decoded.
+        for plain in 118..=134 {
+            for escapes in 0..=12 {
+                let rid = format!("{}{}", "x".repeat(plain), r"\n".repeat(escapes));
+                check(&format!(r#"{{"rid":"{rid}","action":"create"}}"#));
+            }
+        }
+        // Stripped names occurring more than once, spelled differently,
+        // with kept members between and around them.
+        for text in [
+            r#"{"rid":1,"x":1,"r\u0069d":2,"action":"create","rid":3}"#,
+            r#"{"action":"list","a\u0063tion":"zzz","y":[1],"action":"create","z":{}}"#,
+            r#"{ "rid" : 1 , "x" : 2 , "rid" : 3 , "y" : 4 }"#,
+            r#"{"x":0,"action":"create","y":1,"z":2,"rid":"r","w":3}"#,
+            r#"{"type":"list","action":"create","type":"x","rid":1,"type":"list"}"#,
+        ] {
+            check(text);
+        }
     }
 }
