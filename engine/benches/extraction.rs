@@ -8,7 +8,7 @@
 //!   reused `members` Vec, route lookup in a `HashMap`, then
 //!   `Extraction::payload` into a reused scratch `String` (this message has
 //!   both `action` and `rid`, so the payload is always rebuilt). The route
-//!   map uses a cheap hasher (`Fx`, below) so that the number is the
+//!   map uses the engine's route hasher (`RouteHasher`) so that the number is the
 //!   extraction's own cost; every variant shares that lookup.
 //! - `fast/extract+payload(siphash)`: the same with the route map behind the
 //!   std `RandomState` (SipHash-1-3), as `Channel` keeps it today; the
@@ -32,8 +32,10 @@
 //! internally in every variant, on top of the restore copy.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
+
 use std::hint::black_box;
+use switchyard::RouteHasher;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use simd_json::prelude::*;
@@ -72,51 +74,10 @@ fn large() -> String {
     s
 }
 
-/// A multiply-rotate hasher (the classic rustc `FxHasher`): a route name
-/// of up to 8 bytes costs three or four multiplies. The std `RandomState`
-/// (SipHash-1-3) costs some 200 instructions per lookup of a short name,
-/// more than half of the extraction itself.
-#[derive(Default)]
-struct Fx(u64);
-
-impl Fx {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for Fx {
-    fn write(&mut self, mut bytes: &[u8]) {
-        while let Some((word, rest)) = bytes.split_first_chunk::<8>() {
-            self.add(u64::from_le_bytes(*word));
-            bytes = rest;
-        }
-        if let Some((word, rest)) = bytes.split_first_chunk::<4>() {
-            self.add(u64::from(u32::from_le_bytes(*word)));
-            bytes = rest;
-        }
-        if let Some((word, rest)) = bytes.split_first_chunk::<2>() {
-            self.add(u64::from(u16::from_le_bytes(*word)));
-            bytes = rest;
-        }
-        if let Some(&byte) = bytes.first() {
-            self.add(u64::from(byte));
-        }
-    }
-
-    fn write_u8(&mut self, byte: u8) {
-        self.add(u64::from(byte));
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 const ROUTES: [&str; 6] = ["create", "list", "update", "delete", "toggle", "clear"];
 
 /// The route map, with the cheap hasher.
-fn routes() -> HashMap<Box<str>, (), BuildHasherDefault<Fx>> {
+fn routes() -> HashMap<Box<str>, (), BuildHasherDefault<RouteHasher>> {
     ROUTES
         .into_iter()
         .map(|r| (Box::<str>::from(r), ()))

@@ -55,7 +55,7 @@ mod schema;
 mod stats;
 pub mod testing;
 
-pub use channel::{Channel, Route, Upgrade};
+pub use channel::{Channel, Route, RouteHasher, Upgrade};
 pub use channel_middleware::{Outbound, OutboundKind, Outgoing};
 pub use config::{Config, SlowConsumerPolicy};
 pub use error::Error;
