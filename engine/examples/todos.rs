@@ -14,8 +14,11 @@
 //!   session (everything else): without one the engine answers
 //!   `unauthorized` before the handler runs;
 //! - a session set from a verified JWT (HS256, `sub` is the user id);
-//! - input checked by a JSON Schema on the route (`create`), read into
-//!   small serde structs with [`Request::json`], and
+//! - a JSON Schema for every route's input (checked before the handler
+//!   runs) and reply, and for the events, served in the manifest at
+//!   `GET /switchyard/manifest.json` so `switchyard-gen` can write typed
+//!   TypeScript and Python clients; input read into small serde structs
+//!   with [`Request::json`], and
 //!   errors of the app's own (`invalid_token`, `not_found`) through
 //!   [`HandlerError`];
 //! - state shared by every connection: handlers run on several loop threads
@@ -47,7 +50,9 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use switchyard::{Channel, Ctx, Engine, HandlerError, HandlerResult, Reply, Request, Route};
+use switchyard::{
+    Channel, Config, Ctx, Engine, HandlerError, HandlerResult, Reply, Request, Route,
+};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:9001";
 const DEFAULT_SECRET: &str = "switchyard-dev-secret";
@@ -343,9 +348,16 @@ fn with_app(
     move |ctx, req| handler(&app, ctx, req)
 }
 
+// ---------------------------------------------------------------------------
+// Schemas: the JSON Schema of every route's input and reply and of the
+// events. Input schemas are enforced (a payload that fails gets
+// `invalid_input` naming the member, before the handler runs); all of them
+// go into the manifest (`GET /switchyard/manifest.json`), from which
+// `switchyard-gen` writes typed TypeScript and Python clients.
+// ---------------------------------------------------------------------------
+
 /// `create`'s input: `text`, a string of 1 to 500 characters (JSON Schema
-/// counts characters, not bytes). Anything else gets `invalid_input` naming
-/// the member, before the handler runs.
+/// counts characters, not bytes).
 fn create_schema() -> Value {
     json!({
         "type": "object",
@@ -356,21 +368,171 @@ fn create_schema() -> Value {
     })
 }
 
+/// A payload with no members (other members are ignored).
+fn empty_input() -> Value {
+    json!({"type": "object", "properties": {}})
+}
+
+/// An acknowledgement: a reply with nothing but `action` and `rid`.
+fn ack_output() -> Value {
+    json!({"type": "object", "properties": {}, "additionalProperties": false})
+}
+
+/// The `{id}` input of `toggle` and `delete`.
+fn id_input() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"id": {"type": "integer", "minimum": 0}},
+        "required": ["id"]
+    })
+}
+
+/// One [`Todo`], as it goes on the wire.
+fn todo_schema() -> Value {
+    json!({
+        "title": "Todo",
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer", "minimum": 1},
+            "text": {"type": "string"},
+            "done": {"type": "boolean"},
+            "owner": {"type": "string"}
+        },
+        "required": ["id", "text", "done", "owner"],
+        "additionalProperties": false
+    })
+}
+
+/// `{"todo": TODO}`, the reply of `create` and `toggle`.
+fn todo_output() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"todo": todo_schema()},
+        "required": ["todo"],
+        "additionalProperties": false
+    })
+}
+
+/// The events published on [`TOPIC`]: one of created, updated, deleted.
+fn event_schema() -> Value {
+    let with_todo = |title: &str, event: &str| {
+        json!({
+            "title": title,
+            "type": "object",
+            "properties": {"event": {"const": event}, "todo": todo_schema()},
+            "required": ["event", "todo"],
+            "additionalProperties": false
+        })
+    };
+    json!({
+        "title": "TodoEvent",
+        "oneOf": [
+            with_todo("TodoCreated", "created"),
+            with_todo("TodoUpdated", "updated"),
+            {
+                "title": "TodoDeleted",
+                "type": "object",
+                "properties": {
+                    "event": {"const": "deleted"},
+                    "id": {"type": "integer", "minimum": 1}
+                },
+                "required": ["event", "id"],
+                "additionalProperties": false
+            }
+        ]
+    })
+}
+
 fn todos_channel(app: &Arc<App>) -> Channel {
     // Served at `/todos`, routed by the `action` member (both defaults).
     Channel::new("todos")
-        .public_route("auth", with_app(app, auth))
-        .public_route("whoami", whoami)
-        .public_route("logout", logout)
+        .add_route(
+            "auth",
+            Route::new(with_app(app, auth))
+                .public()
+                .input_schema(json!({
+                    "type": "object",
+                    "properties": {"token": {"type": "string"}},
+                    "required": ["token"]
+                }))
+                .output_schema(json!({
+                    "type": "object",
+                    "properties": {"ok": {"const": true}, "userId": {"type": "string"}},
+                    "required": ["ok", "userId"],
+                    "additionalProperties": false
+                })),
+        )
+        .add_route(
+            "whoami",
+            Route::new(whoami)
+                .public()
+                .input_schema(empty_input())
+                .output_schema(json!({
+                    "type": "object",
+                    "properties": {"userId": {"type": ["string", "null"]}},
+                    "required": ["userId"],
+                    "additionalProperties": false
+                })),
+        )
+        .add_route(
+            "logout",
+            Route::new(logout)
+                .public()
+                .input_schema(empty_input())
+                .output_schema(json!({
+                    "type": "object",
+                    "properties": {"ok": {"const": true}},
+                    "required": ["ok"],
+                    "additionalProperties": false
+                })),
+        )
         .add_route(
             "create",
-            Route::new(with_app(app, create)).input_schema(create_schema()),
+            Route::new(with_app(app, create))
+                .input_schema(create_schema())
+                .output_schema(todo_output()),
         )
-        .route("list", with_app(app, list))
-        .route("toggle", with_app(app, toggle))
-        .route("delete", with_app(app, delete))
-        .route("subscribe", subscribe)
-        .route("unsubscribe", unsubscribe)
+        .add_route(
+            "list",
+            Route::new(with_app(app, list))
+                .input_schema(empty_input())
+                .output_schema(json!({
+                    "type": "object",
+                    "properties": {"todos": {"type": "array", "items": todo_schema()}},
+                    "required": ["todos"],
+                    "additionalProperties": false
+                })),
+        )
+        .add_route(
+            "toggle",
+            Route::new(with_app(app, toggle))
+                .input_schema(id_input())
+                .output_schema(todo_output()),
+        )
+        .add_route(
+            "delete",
+            Route::new(with_app(app, delete))
+                .input_schema(id_input())
+                .output_schema(json!({
+                    "type": "object",
+                    "properties": {"deleted": {"type": "integer", "minimum": 1}},
+                    "required": ["deleted"],
+                    "additionalProperties": false
+                })),
+        )
+        .add_route(
+            "subscribe",
+            Route::new(subscribe)
+                .input_schema(empty_input())
+                .output_schema(ack_output()),
+        )
+        .add_route(
+            "unsubscribe",
+            Route::new(unsubscribe)
+                .input_schema(empty_input())
+                .output_schema(ack_output()),
+        )
+        .topic(TOPIC, event_schema())
 }
 
 /// `--addr HOST:PORT`, else `SWITCHYARD_ADDR`, else `127.0.0.1:9001`.
@@ -435,7 +597,16 @@ fn main() -> ExitCode {
     let app = Arc::new(App::new(&secret));
 
     let signals = block_stop_signals();
-    let engine = match Engine::builder().channel(todos_channel(&app)).listen(&addr) {
+    // Serve the manifest at `GET /switchyard/manifest.json`, so
+    // `switchyard-gen --manifest http://HOST:PORT/switchyard/manifest.json`
+    // can write typed clients for this app.
+    let mut config = Config::default();
+    config.serve_manifest = true;
+    let engine = match Engine::builder()
+        .config(config)
+        .channel(todos_channel(&app))
+        .listen(&addr)
+    {
         Ok(engine) => engine,
         Err(e) => {
             eprintln!("todos: cannot listen on {addr}: {e}");

@@ -1,0 +1,6 @@
+// expect: TS2345 Argument of type '"chat"' is not assignable
+import WebSocket from 'ws';
+import { createClient } from '../src/todos.js';
+
+
+createClient({ url: 'ws://127.0.0.1:9001', WebSocket }).channel('chat');
