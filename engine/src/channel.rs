@@ -370,9 +370,10 @@ impl Channel {
         self
     }
 
-    /// Runs on the loop thread for each deferred request whose connection
-    /// closed (or whose engine stopped) before it was answered: the host can
-    /// stop working on it. Replying to it now is `Stale`.
+    /// Runs on the loop thread for each deferred request that will not be
+    /// answered after all: its connection closed, its engine stopped, or it
+    /// ran out of time (the client got `timeout`). The host can stop
+    /// working on it; replying to it now is `Stale`.
     pub fn on_cancel<F>(mut self, hook: F) -> Self
     where
         F: Fn(ConnId, RequestId) + Send + Sync + 'static,

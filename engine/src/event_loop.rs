@@ -577,12 +577,14 @@ impl EventLoop {
             .lock()
             .drain_where(|p| p.deadline <= now);
         let error = pipeline::timeout_error();
-        for (_, p) in expired {
+        for (_, p) in &expired {
             if self.conns.get_mut(p.conn.raw()).is_some() {
                 shared.cores[self.core].stats.error("timeout");
-                self.request_done(p.conn, shared.encode_for(&p, &Err(error.clone())));
+                self.request_done(p.conn, shared.encode_for(p, &Err(error.clone())));
             }
         }
+        // The client has its `timeout` error: the host can stop working.
+        self.cancelled(expired);
     }
 
     fn flush_dirty(&mut self) {

@@ -133,3 +133,24 @@ fn the_engine_wide_pause_holds_reading_and_loses_nothing() {
     }
     engine.stop();
 }
+
+#[test]
+fn a_timed_out_request_is_cancelled_too() {
+    let (tx, rx) = mpsc::channel();
+    let (cancel_tx, cancel_rx) = mpsc::channel::<(ConnId, RequestId)>();
+    let cancel_tx = Mutex::new(cancel_tx);
+    let ch = deferred_channel(Arc::new(Mutex::new(tx))).on_cancel(move |conn, id| {
+        cancel_tx.lock().unwrap().send((conn, id)).unwrap();
+    });
+    let mut cfg = config();
+    cfg.reply_timeout = Duration::from_millis(100);
+    let engine = start(cfg, vec![ch]);
+    let mut ws = connect(&engine, "/h");
+    send(&mut ws, &json!({"action":"slow","rid":1}));
+    let (_, conn, reply) = rx.recv_timeout(util::READ_TIMEOUT).unwrap();
+    assert_eq!(recv(&mut ws)["error"]["code"], "timeout");
+    let (cancelled_conn, cancelled_id) = cancel_rx.recv_timeout(util::READ_TIMEOUT).unwrap();
+    assert_eq!((cancelled_conn, cancelled_id), (conn, reply.id()));
+    assert_eq!(reply.reply(Reply::Ack), Completion::Stale);
+    engine.stop();
+}
