@@ -42,6 +42,15 @@ use std::time::{Duration, Instant};
 
 use switchyard::{Channel, Config, Engine, Reply};
 
+/// RSS readers and the ping, shared with the load generator's idle mode.
+#[path = "loadgen/procmem.rs"]
+mod procmem;
+use procmem::{ping, rss};
+
+fn stable_rss(pid: u32) -> procmem::Rss {
+    procmem::stable_rss(pid, Duration::from_secs(10))
+}
+
 // ---------------------------------------------------------------------------
 // Counting allocator
 
@@ -283,30 +292,6 @@ impl Server {
 // ---------------------------------------------------------------------------
 // /proc readers
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Rss {
-    /// VmRSS, bytes.
-    total: u64,
-    /// RssAnon, bytes (heap, stacks: excludes file-backed pages).
-    anon: u64,
-}
-
-fn rss(pid: u32) -> Rss {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .unwrap_or(0)
-    };
-    Rss {
-        total: field("VmRSS:"),
-        anon: field("RssAnon:"),
-    }
-}
-
 /// The process's user + system CPU time.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
@@ -319,21 +304,6 @@ fn cpu_time(pid: u32) -> Duration {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_nanos(ticks * 1_000_000_000 / hz)
-}
-
-/// Samples RSS every 250 ms until two samples in a row are within 8 KiB
-/// (at most ~10 s).
-fn stable_rss(pid: u32) -> Rss {
-    let mut last = rss(pid);
-    for _ in 0..40 {
-        std::thread::sleep(Duration::from_millis(250));
-        let now = rss(pid);
-        if now.total.abs_diff(last.total) <= 8 << 10 {
-            return now;
-        }
-        last = now;
-    }
-    last
 }
 
 // ---------------------------------------------------------------------------
@@ -395,24 +365,6 @@ fn open_ws(port: u16, source: u8) -> std::io::Result<TcpStream> {
         return Err(std::io::Error::other(format!("upgrade refused: {head}")));
     }
     Ok(s)
-}
-
-/// Sends a masked ping and reads the pong (which must echo the payload).
-fn ping(s: &mut TcpStream, n: u32) -> std::io::Result<()> {
-    let payload = n.to_be_bytes();
-    let mask = [0x37, 0xFA, 0x21, 0x3D];
-    let mut frame = vec![0x89, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    s.write_all(&frame)?;
-    let mut got = [0u8; 6];
-    s.read_exact(&mut got)?;
-    if got[0] != 0x8A || got[1] != 4 || got[2..] != payload {
-        return Err(std::io::Error::other(format!(
-            "unexpected reply {got:02x?}"
-        )));
-    }
-    Ok(())
 }
 
 struct Options {

@@ -6,6 +6,7 @@
 //! cargo build --release --example bench_server
 //! cargo bench -p switchyard --bench loadgen -- --mode rr --connections 100 --window 8
 //! cargo bench -p switchyard --bench loadgen -- --mode fanout --subscribers 1000 --window 32 --json
+//! cargo bench -p switchyard --bench loadgen -- --mode idle --connections 19000 --procs 2 --source-ips 16
 //! target/release/deps/loadgen-* --mode rr --addr 127.0.0.1:9001 --pid 1234
 //! ```
 //!
@@ -29,6 +30,18 @@
 //! and patched in place; see `loadgen/ws.rs`. The modes are in
 //! `loadgen/rr.rs` and `loadgen/fanout.rs`.
 //!
+//! `--mode idle` opens `--connections` upgraded connections (blocking, 8
+//! at a time), spread over `--procs` processes — this one and copies of
+//! itself started with `--idle-worker`, since a process here may hold at
+//! most 20,000 open files — and over `--source-ips` source addresses
+//! 127.0.0.1..N (bound with `IP_BIND_ADDRESS_NO_PORT`, past the ephemeral
+//! port range of one address), holds them, and reports the server's RSS per
+//! connection (`/proc/PID/status`, after `--idle-warmup` connections came
+//! and went, each sampled until stable), its CPU per accept + upgrade, what
+//! 100,000 connections would take at those rates, and whether a sample
+//! answers a ping. See `loadgen/idle.rs`; the RSS readers are shared with
+//! `idle_memory.rs` (`loadgen/procmem.rs`).
+//!
 //! With `--json` the figures go to standard output as one JSON object and
 //! the human-readable lines to standard error. The exit status is 1 when a
 //! check failed (a bad reply, a lost or reordered event, a connection the
@@ -37,7 +50,7 @@
 //! Without any argument (as `cargo test --all-targets` runs it) it runs a
 //! short smoke test of both modes against an in-process server.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
@@ -55,8 +68,12 @@ mod conn;
 mod fanout;
 #[path = "loadgen/hist.rs"]
 mod hist;
+#[path = "loadgen/idle.rs"]
+mod idle;
 #[path = "loadgen/parse.rs"]
 mod parse;
+#[path = "loadgen/procmem.rs"]
+mod procmem;
 #[path = "loadgen/rr.rs"]
 mod rr;
 #[path = "loadgen/ws.rs"]
@@ -180,6 +197,7 @@ pub trait ThreadEnd {
 enum Mode {
     Rr,
     Fanout,
+    Idle,
 }
 
 #[derive(Clone, Debug)]
@@ -201,6 +219,14 @@ struct Options {
     drain: Duration,
     source_ips: u8,
     json: bool,
+    /// Idle mode: processes holding the connections (this one included).
+    procs: usize,
+    /// Idle mode: connections opened and closed before the baseline.
+    idle_warmup: usize,
+    /// Idle mode: connections pinged at the end to check they are alive.
+    ping_sample: usize,
+    /// Idle mode, in a worker copy: the index of its first connection.
+    idle_worker: Option<usize>,
 }
 
 impl Default for Options {
@@ -223,6 +249,10 @@ impl Default for Options {
             drain: Duration::from_secs(2),
             source_ips: 1,
             json: false,
+            procs: 1,
+            idle_warmup: 100,
+            ping_sample: 100,
+            idle_worker: None,
         }
     }
 }
@@ -230,20 +260,26 @@ impl Default for Options {
 impl Options {
     fn window(&self) -> usize {
         self.window.unwrap_or(match self.mode {
-            Mode::Rr => 8,
+            Mode::Rr | Mode::Idle => 8,
             Mode::Fanout => 32,
         })
     }
 }
 
 const USAGE: &str = "\
-usage: loadgen [--mode rr|fanout] [--addr HOST:PORT [--pid PID] | --in-process | --spawn-server [CMD ARGS...]]
+usage: loadgen [--mode rr|fanout|idle] [--addr HOST:PORT [--pid PID] | --in-process | --spawn-server [CMD ARGS...]]
                [--path /bench] [--server-threads T] [--client-threads C]
                [--connections N] [--window W] [--subscribers S] [--publishers P]
                [--duration SECS] [--warmup SECS] [--drain SECS] [--source-ips N] [--json]
+               [--procs K] [--idle-warmup N] [--ping-sample N]
   rr:     --connections (100) connections, each with --window (8) echo requests in flight
   fanout: --subscribers (1000) on one topic, --publishers (1) each with at most
           --window (32) publishes not yet delivered to every subscriber
+  idle:   open and hold --connections (100) from 127.0.0.1..--source-ips (1), spread
+          over --procs (1) processes (this one and K-1 copies of itself; a process
+          here may hold at most 20,000 open files), and report the server's RSS per
+          connection: (RSS loaded - RSS after --idle-warmup (100) connections came
+          and went) / connections; then ping --ping-sample (100) of them
   --spawn-server takes the rest of the line as the server command (default:
   target/release/examples/bench_server --threads T)";
 
@@ -268,7 +304,7 @@ const CRITERION_VALUE_FLAGS: &[&str] = &[
 ];
 
 enum Parsed {
-    Run(Options),
+    Run(Box<Options>),
     /// `cargo test` ran this binary with no arguments.
     Smoke,
     /// A bench filter that names another bench.
@@ -313,7 +349,8 @@ fn parse_args(args: Vec<String>) -> Result<Parsed, String> {
                 o.mode = match value()?.as_str() {
                     "rr" => Mode::Rr,
                     "fanout" => Mode::Fanout,
-                    m => return Err(format!("--mode: '{m}' is neither rr nor fanout")),
+                    "idle" => Mode::Idle,
+                    m => return Err(format!("--mode: '{m}' is not rr, fanout or idle")),
                 }
             }
             "--addr" => o.addr = Some(value()?),
@@ -350,6 +387,20 @@ fn parse_args(args: Vec<String>) -> Result<Parsed, String> {
                     .ok_or(format!("--source-ips: '{v}' is not 1 to 254"))?;
             }
             "--json" => o.json = true,
+            "--procs" => o.procs = count(&value()?, &name)?,
+            "--idle-warmup" => {
+                let v = value()?;
+                o.idle_warmup = v.parse().map_err(|_| format!("--idle-warmup: '{v}'"))?;
+            }
+            "--ping-sample" => {
+                let v = value()?;
+                o.ping_sample = v.parse().map_err(|_| format!("--ping-sample: '{v}'"))?;
+            }
+            "--idle-worker" => {
+                let v = value()?;
+                o.idle_worker = Some(v.parse().map_err(|_| format!("--idle-worker: '{v}'"))?);
+                o.mode = Mode::Idle;
+            }
             "-h" | "--help" => return Err(String::new()),
             f if CRITERION_VALUE_FLAGS.contains(&f) => {
                 let _ = value()?;
@@ -367,8 +418,24 @@ fn parse_args(args: Vec<String>) -> Result<Parsed, String> {
     let conns = match o.mode {
         Mode::Rr => o.connections,
         Mode::Fanout => o.subscribers + o.publishers,
+        Mode::Idle => {
+            if o.procs > o.connections {
+                o.procs = o.connections;
+            }
+            let share = o.connections.div_ceil(o.procs);
+            if share + 100 > 20_000 {
+                return Err(format!(
+                    "{share} connections a process: the open-file limit here is 20,000 \
+                     a process; raise --procs"
+                ));
+            }
+            if o.in_process {
+                return Err("--mode idle measures a server process: drop --in-process".into());
+            }
+            share
+        }
     };
-    if conns + 100 > 20_000 {
+    if o.mode != Mode::Idle && conns + 100 > 20_000 {
         return Err(format!(
             "{conns} connections: the open-file limit here is 20,000 a process"
         ));
@@ -376,7 +443,7 @@ fn parse_args(args: Vec<String>) -> Result<Parsed, String> {
     if o.client_threads > conns {
         o.client_threads = conns;
     }
-    Ok(Parsed::Run(o))
+    Ok(Parsed::Run(Box::new(o)))
 }
 
 // ---------------------------------------------------------------------------
@@ -515,6 +582,15 @@ impl Server {
             path,
             what,
         ))
+    }
+
+    /// The server's process id, when known.
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Server::External { pid } => *pid,
+            Server::Spawned { child, .. } => Some(child.id()),
+            Server::InProcess(_) => None,
+        }
     }
 
     /// The server's CPU time so far, in seconds.
@@ -908,6 +984,201 @@ fn run_fanout(o: &Options, server: &Server, target: &Target) -> Result<Outcome, 
     Ok(Outcome { lines, json, ok })
 }
 
+/// A worker copy of this process holding a share of the idle connections.
+struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Worker {
+    fn spawn(o: &Options, target: &Target, first: usize, n: usize) -> Result<Worker, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut child = Command::new(exe)
+            .args(["--idle-worker", &first.to_string()])
+            .args(["--addr", &target.addr.to_string(), "--path", &target.path])
+            .args(["--connections", &n.to_string()])
+            .args(["--source-ips", &o.source_ips.to_string()])
+            .args(["--ping-sample", &o.ping_sample.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start an idle worker: {e}"))?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Ok(Worker {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// The number after `key` on the worker's next line.
+    fn read(&mut self, key: &str) -> Result<Vec<usize>, String> {
+        let mut line = String::new();
+        let _ = self.stdout.read_line(&mut line);
+        line.trim()
+            .strip_prefix(key)
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|t| t.parse().ok())
+                    .collect()
+            })
+            .ok_or(format!("idle worker said {line:?}, expected {key}"))
+    }
+
+    fn ping(&mut self) -> Result<(usize, usize), String> {
+        let stdin = self.stdin.as_mut().ok_or("worker stdin closed")?;
+        writeln!(stdin, "ping")
+            .and_then(|_| stdin.flush())
+            .map_err(|e| format!("idle worker: {e}"))?;
+        match self.read("ALIVE ")?.as_slice() {
+            [a, s] => Ok((*a, *s)),
+            other => Err(format!("idle worker said ALIVE {other:?}")),
+        }
+    }
+
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kib(bytes: f64) -> f64 {
+    round3(bytes / 1024.0)
+}
+
+/// Idle mode: see `loadgen/idle.rs` and the usage text.
+fn run_idle(o: &Options, server: &Server, target: &Target) -> Result<Outcome, String> {
+    let pid = server
+        .pid()
+        .ok_or("--mode idle needs the server's pid (--pid with --addr)")?;
+    // Warm-up: the server's buffers, slab and allocator arenas exist before
+    // the baseline.
+    let warm = idle::open_share(target, 0, o.idle_warmup);
+    if let Some(e) = warm.error {
+        return Err(format!("warm-up: {e}"));
+    }
+    idle::reset_all(warm.conns);
+    std::thread::sleep(Duration::from_millis(500));
+    let stable_for = Duration::from_secs(5);
+    let base = procmem::stable_rss(pid, stable_for);
+    let cpu0 = server.cpu_seconds();
+    let n = o.connections;
+    let share = |k: usize| n / o.procs + usize::from(k < n % o.procs);
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    let mut first = share(0);
+    for k in 1..o.procs {
+        workers.push(Worker::spawn(o, target, first, share(k))?);
+        first += share(k);
+    }
+    let mut mine = idle::open_share(target, 0, share(0));
+    let mut held = mine.conns.len();
+    let mut errors: Vec<String> = mine.error.take().into_iter().collect();
+    for w in &mut workers {
+        match w.read("HELD ")?.as_slice() {
+            [h] => held += h,
+            other => errors.push(format!("worker said HELD {other:?}")),
+        }
+    }
+    let setup_s = start.elapsed().as_secs_f64();
+    let cpu1 = server.cpu_seconds();
+    std::thread::sleep(Duration::from_secs(1));
+    let loaded = procmem::stable_rss(pid, stable_for);
+    let mut alive = idle::ping_sample(&mut mine.conns, o.ping_sample);
+    let mut sampled = o.ping_sample.min(mine.conns.len());
+    for w in &mut workers {
+        let (a, s) = w.ping()?;
+        alive += a;
+        sampled += s;
+    }
+    let after_ping = procmem::rss(pid);
+    idle::reset_all(mine.conns);
+    for w in workers {
+        w.finish();
+    }
+    let _ = std::io::stderr().flush();
+    let per = |a: u64, b: u64| (a as f64 - b as f64) / held.max(1) as f64;
+    let per_conn = per(loaded.total, base.total);
+    let anon_per_conn = per(loaded.anon, base.anon);
+    let upgrade_cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
+    let upgrade_us = per_msg(upgrade_cpu, held as u64);
+    // What 100,000 would take at the same rates.
+    let mib_100k = per_conn * 100_000.0 / (1 << 20) as f64;
+    let cpu_100k = upgrade_us.map(|u| u * 100_000.0 / 1e6);
+    let ok = held == n && alive == sampled && errors.is_empty();
+    let mut lines = vec![
+        format!(
+            "  held         {held} of {n} connections over {} process{} from {} source address{}, \
+             opened in {setup_s:.2} s",
+            o.procs,
+            if o.procs == 1 { "" } else { "es" },
+            o.source_ips,
+            if o.source_ips == 1 { "" } else { "es" },
+        ),
+        format!(
+            "  server RSS   baseline {} KiB, loaded {} KiB (anon {} -> {} KiB), after pings {} KiB",
+            base.total / 1024,
+            loaded.total / 1024,
+            base.anon / 1024,
+            loaded.anon / 1024,
+            after_ping.total / 1024
+        ),
+        format!(
+            "  per conn     {:.0} bytes = {:.3} KiB RSS (anon {:.0} bytes); 100,000 would take {:.0} MiB",
+            per_conn,
+            per_conn / 1024.0,
+            anon_per_conn,
+            mib_100k
+        ),
+    ];
+    lines.push(match upgrade_us {
+        Some(u) => format!(
+            "  server CPU   {u:.1} µs per accept + upgrade; 100,000 would take {:.1} s",
+            cpu_100k.unwrap_or(0.0)
+        ),
+        None => "  server CPU   unknown".into(),
+    });
+    lines.push(format!(
+        "  checks       {alive}/{sampled} sampled connections answered a ping{}",
+        if errors.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", errors.join("; "))
+        }
+    ));
+    let json = json!({
+        "mode": "idle",
+        "connections": n,
+        "held": held,
+        "procs": o.procs,
+        "source_ips": o.source_ips,
+        "setup_s": round3(setup_s),
+        "rss_base_kib": base.total / 1024,
+        "rss_loaded_kib": loaded.total / 1024,
+        "bytes_per_conn": per_conn.round(),
+        "kib_per_conn": kib(per_conn),
+        "anon_bytes_per_conn": anon_per_conn.round(),
+        "mib_for_100k": mib_100k.round(),
+        "upgrade_cpu_us": upgrade_us,
+        "cpu_s_for_100k": cpu_100k.map(round3),
+        "alive": alive,
+        "sampled": sampled,
+        "ok": ok,
+    });
+    Ok(Outcome { lines, json, ok })
+}
+
 fn run(o: &Options) -> Result<bool, String> {
     let (server, addr, path, what) = Server::start(o)?;
     let target = Target {
@@ -928,10 +1199,12 @@ fn run(o: &Options) -> Result<bool, String> {
             plural(o.publishers),
             o.window()
         ),
+        Mode::Idle => format!("loadgen idle: {} connections", o.connections),
     };
     let result = match o.mode {
         Mode::Rr => run_rr(o, &server, &target),
         Mode::Fanout => run_fanout(o, &server, &target),
+        Mode::Idle => run_idle(o, &server, &target),
     };
     server.stop();
     let outcome = result?;
@@ -942,13 +1215,17 @@ fn run(o: &Options) -> Result<bool, String> {
             println!("{line}");
         }
     };
-    say(&format!(
-        "{header}, {} client thread{}, {:.1} s after {:.1} s warm-up",
-        o.client_threads,
-        plural(o.client_threads),
-        o.duration.as_secs_f64(),
-        o.warmup.as_secs_f64()
-    ));
+    if o.mode == Mode::Idle {
+        say(&header);
+    } else {
+        say(&format!(
+            "{header}, {} client thread{}, {:.1} s after {:.1} s warm-up",
+            o.client_threads,
+            plural(o.client_threads),
+            o.duration.as_secs_f64(),
+            o.warmup.as_secs_f64()
+        ));
+    }
     say(&format!("  server       ws://{addr}{path}: {what}"));
     for line in &outcome.lines {
         say(line);
@@ -1011,6 +1288,27 @@ fn main() -> ExitCode {
     match parse_args(std::env::args().skip(1).collect()) {
         Ok(Parsed::Smoke) => smoke(),
         Ok(Parsed::Skip) => ExitCode::SUCCESS,
+        Ok(Parsed::Run(o)) if o.idle_worker.is_some() => {
+            let Some(addr) = o
+                .addr
+                .as_ref()
+                .and_then(|a| a.to_socket_addrs().ok()?.next())
+            else {
+                eprintln!("loadgen: --idle-worker needs --addr");
+                return ExitCode::from(2);
+            };
+            let target = Target {
+                addr,
+                path: o.path.clone().unwrap_or_else(|| "/bench".into()),
+                source_ips: o.source_ips,
+            };
+            idle::worker(
+                &target,
+                o.idle_worker.unwrap_or(0),
+                o.connections,
+                o.ping_sample,
+            )
+        }
         Ok(Parsed::Run(o)) => match run(&o) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
