@@ -9,7 +9,7 @@
 //! [`Utf8Stream`] validates a fragmented text message fragment by fragment
 //! so that invalid UTF-8 is caught at the first bad fragment, not at the end.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// WebSocket close codes that Switchyard sends (PROTOCOL.md §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -246,29 +246,30 @@ pub(crate) fn unmask_reference(data: &mut [u8], mask: [u8; 4], offset: usize) {
 /// Most bytes a server frame header takes.
 pub const MAX_HEADER: usize = 10;
 
-/// Writes an unmasked server frame header into the end of `out`.
-pub fn write_header(out: &mut Vec<u8>, opcode: OpCode, payload_len: usize) {
-    out.push(0x80 | opcode.bits());
+/// An unmasked server frame header: the bytes, and how many of them count.
+fn header(opcode: OpCode, payload_len: usize) -> ([u8; MAX_HEADER], usize) {
+    let mut h = [0u8; MAX_HEADER];
+    h[0] = 0x80 | opcode.bits();
     if payload_len < 126 {
-        out.push(payload_len as u8);
+        h[1] = payload_len as u8;
+        (h, 2)
     } else if payload_len <= u16::MAX as usize {
-        out.push(126);
-        out.extend_from_slice(&(payload_len as u16).to_be_bytes());
+        h[1] = 126;
+        h[2..4].copy_from_slice(&(payload_len as u16).to_be_bytes());
+        (h, 4)
     } else {
-        out.push(127);
-        out.extend_from_slice(&(payload_len as u64).to_be_bytes());
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
+        (h, 10)
     }
 }
 
-fn header_len(payload_len: usize) -> usize {
-    if payload_len < 126 {
-        2
-    } else if payload_len <= u16::MAX as usize {
-        4
-    } else {
-        10
-    }
+/// Writes an unmasked server frame header into the end of `out`.
+pub fn write_header(out: &mut Vec<u8>, opcode: OpCode, payload_len: usize) {
+    let (h, n) = header(opcode, payload_len);
+    out.extend_from_slice(&h[..n]);
 }
+
 
 /// A buffer for building one server frame without a copy: the payload is
 /// written after [`MAX_HEADER`] reserved bytes, then [`FrameBuf::finish`]
@@ -298,22 +299,22 @@ impl FrameBuf {
 
     /// The finished frame.
     pub fn finish(mut self, opcode: OpCode) -> Bytes {
-        let len = self.payload_len();
-        let hlen = header_len(len);
+        let (head, hlen) = header(opcode, self.payload_len());
         let start = MAX_HEADER - hlen;
-        let mut head = Vec::with_capacity(MAX_HEADER);
-        write_header(&mut head, opcode, len);
-        self.buf[start..MAX_HEADER].copy_from_slice(&head);
-        Bytes::from(self.buf).slice(start..)
+        self.buf[start..MAX_HEADER].copy_from_slice(&head[..hlen]);
+        // `advance`, not `slice`: it moves the start without another
+        // refcounted handle.
+        let mut frame = Bytes::from(self.buf);
+        frame.advance(start);
+        frame
     }
 }
 
 /// Encodes a whole server frame.
 pub fn encode(opcode: OpCode, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(header_len(payload.len()) + payload.len());
-    let mut head = Vec::with_capacity(MAX_HEADER);
-    write_header(&mut head, opcode, payload.len());
-    out.put_slice(&head);
+    let (head, hlen) = header(opcode, payload.len());
+    let mut out = BytesMut::with_capacity(hlen + payload.len());
+    out.put_slice(&head[..hlen]);
     out.put_slice(payload);
     out.freeze()
 }
@@ -505,7 +506,7 @@ mod tests {
             assert_eq!(fb.finish(OpCode::Text), frame);
             assert_eq!(frame[0], 0x81);
             assert!(frame.ends_with(&payload));
-            assert_eq!(frame.len(), header_len(len) + len);
+            assert_eq!(frame.len(), header(OpCode::Text, len).1 + len);
         }
     }
 
