@@ -439,9 +439,11 @@ export class Engine {
     this._socket = socket
     if (live.size === 0) process.on('exit', stopAllAtExit)
     live.add(this)
-    // The engine answers `timeout` on its own; this sweep aborts ctx.signal
-    // of requests past the reply timeout and forgets them.
+    // The engine answers `timeout` on its own and queues a cancel event for
+    // the request (see _cancel); this sweep is a backstop that aborts
+    // ctx.signal of requests past the reply timeout and forgets them.
     const timeout = o.replyTimeoutMs ?? 30000
+    this._replyTimeoutMs = timeout
     this._now = Date.now()
     this._sweep = setInterval(() => {
       this._now = Date.now()
@@ -688,7 +690,13 @@ export class Engine {
     if (req === undefined) return
     this._pending.delete(id)
     req.cancelled = true
-    if (req.controller) req.controller.abort(new SwitchyardError('cancelled', 'the request was cancelled'))
+    if (!req.controller) return
+    // The engine cancels a request when its client left, its engine
+    // stopped, or its reply timeout passed (the client got `timeout`).
+    const timedOut = Date.now() - req.started >= this._replyTimeoutMs - 5
+    req.controller.abort(timedOut
+      ? new SwitchyardError('timeout', 'the reply timeout passed')
+      : new SwitchyardError('cancelled', 'the request was cancelled'))
   }
 
   _message (w, b, connId, binary) {
