@@ -47,6 +47,18 @@ pub(crate) struct Partial {
     pub(crate) utf8: Utf8Stream,
 }
 
+/// A text frame (or a continuation of a text message) whose payload is still
+/// arriving. Its first `unmasked` payload bytes, kept at the head of the
+/// connection's `inbuf`, are already unmasked in place and checked as UTF-8
+/// by `utf8`, so each read checks only the new bytes and invalid UTF-8 fails
+/// the connection as soon as it arrives, not when the frame completes (RFC
+/// 6455 §8.1; Autobahn cases 6.4.3 and 6.4.4 send one frame in TCP chops).
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) unmasked: usize,
+    pub(crate) utf8: Utf8Stream,
+}
+
 /// A frame was queued, dropped, or refused because the connection is
 /// closing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +134,9 @@ pub(crate) struct Conn {
     /// Bytes read but not yet consumed (a partial frame or request).
     pub(crate) inbuf: Vec<u8>,
     pub(crate) partial: Option<Box<Partial>>,
+    /// The frame at the head of `inbuf` is an incomplete text frame whose
+    /// payload has been checked this far (see [`Incoming`]).
+    pub(crate) incoming: Option<Box<Incoming>>,
     pub(crate) outbox: Outbox,
     pub(crate) session: Option<Arc<Session>>,
     pub(crate) state: Option<Box<dyn Any + Send>>,
@@ -163,6 +178,7 @@ impl Conn {
             channel: 0,
             inbuf: Vec::new(),
             partial: None,
+            incoming: None,
             outbox: Outbox::default(),
             session: None,
             state: None,
@@ -290,6 +306,20 @@ impl Conn {
         self.push_raw(frame::encode_close(code, reason));
         self.phase = Phase::Closing { peer_closed: false };
         self.since_ms = STAMP_PENDING;
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7) after a violation that leaves
+    /// the incoming byte stream out of step (a bad frame header, invalid
+    /// UTF-8 inside a frame still arriving): nothing after it can be read as
+    /// frames, so the client's close frame would never be recognised. Sends
+    /// our close frame, then shuts the write side as soon as it is out, as
+    /// if the client's close had arrived; later bytes are discarded.
+    pub(crate) fn fail(&mut self, code: CloseCode, reason: &str) {
+        self.start_close(code, reason);
+        if let Phase::Closing { .. } = self.phase {
+            self.phase = Phase::Closing { peer_closed: true };
+            self.dirty = true;
+        }
     }
 
     /// A close asked for by a handler: applied once its reply is queued.

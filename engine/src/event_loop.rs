@@ -286,6 +286,9 @@ impl EventLoop {
                     break;
                 }
                 Ok(_) => {
+                    // Read on until WouldBlock even after a short read: a
+                    // FIN that arrived with the data raises no new edge, so
+                    // stopping early would miss the end of the connection.
                     if conn.phase == Phase::Handshake
                         && conn.inbuf.len() >= config.max_handshake_bytes
                     {
@@ -744,7 +747,13 @@ fn needed(buf: &[u8], max_payload: usize) -> usize {
 
 /// Runs every complete request or frame at the start of `buf` and returns
 /// how many bytes it used.
-fn process(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &mut [u8], now_ms: u64) -> usize {
+pub(crate) fn process(
+    env: &mut Env<'_>,
+    id: ConnId,
+    conn: &mut Conn,
+    buf: &mut [u8],
+    now_ms: u64,
+) -> usize {
     let mut pos = 0;
     loop {
         match conn.phase {
@@ -867,6 +876,11 @@ fn plain_http(shared: &Shared, req: &http::HttpRequest) -> HttpResponse {
 /// used. Stops early when the connection must pause.
 fn frames(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &mut [u8], now_ms: u64) -> usize {
     let config = &env.shared.config;
+    if conn.phase == (Phase::Closing { peer_closed: true }) {
+        // Both closes are known (or the connection failed): what follows is
+        // not to be read, only drained.
+        return buf.len();
+    }
     let mut pos = 0;
     while pos < buf.len() {
         if conn.read_blocked(config, env.shared.reading_paused()) {
@@ -876,16 +890,40 @@ fn frames(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &mut [u8], now_ms
         let h = match frame::parse_header(&buf[pos..], config.max_message_bytes) {
             Parse::Incomplete => return pos,
             Parse::Violation(code) => {
-                conn.start_close(code, "");
+                conn.incoming = None;
+                conn.fail(code, "");
                 return buf.len();
             }
             Parse::Header(h) => h,
         };
+        if let Some(partial) = &conn.partial {
+            if h.opcode == OpCode::Continuation
+                && partial.data.len() + h.payload_len > config.max_message_bytes
+            {
+                // The message will be too big whatever the frame holds:
+                // fail now, before buffering (or UTF-8 checking) its payload,
+                // so the outcome never depends on how the bytes arrive.
+                conn.incoming = None;
+                conn.fail(CloseCode::TooBig, "message too big");
+                return buf.len();
+            }
+        }
         if buf.len() - pos < h.frame_len() {
+            // The frame stays at the head of `inbuf` until the rest arrives;
+            // a text payload is checked as it comes.
+            let arrived = &mut buf[pos + h.header_len..];
+            if check_incomplete_text(conn, &h, arrived).is_err() {
+                conn.incoming = None;
+                conn.fail(CloseCode::InvalidPayload, "invalid UTF-8");
+                return buf.len();
+            }
             return pos;
         }
+        // Bytes an earlier read already unmasked (an incomplete text frame
+        // at the head of `inbuf`) are not unmasked twice.
+        let done = conn.incoming.take().map_or(0, |i| i.unmasked);
         let payload = &mut buf[pos + h.header_len..pos + h.frame_len()];
-        frame::unmask(payload, h.mask, 0);
+        frame::unmask(&mut payload[done..], h.mask, done);
         pos += h.frame_len();
         on_frame(env, id, conn, h.fin, h.opcode, payload, now_ms);
         if conn.phase == Phase::Draining {
@@ -893,6 +931,35 @@ fn frames(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &mut [u8], now_ms
         }
     }
     pos
+}
+
+/// Unmasks and checks the payload bytes of an incomplete frame that arrived
+/// since the last read, when the frame carries text: `Err` as soon as they
+/// cannot be the start of valid UTF-8. Other frames are left alone.
+fn check_incomplete_text(
+    conn: &mut Conn,
+    h: &frame::Header,
+    arrived: &mut [u8],
+) -> Result<(), frame::InvalidUtf8> {
+    if conn.phase != Phase::Open {
+        return Ok(());
+    }
+    if conn.incoming.is_none() {
+        let utf8 = match (h.opcode, &conn.partial) {
+            (OpCode::Text, None) => frame::Utf8Stream::default(),
+            (OpCode::Continuation, Some(p)) if p.opcode == OpCode::Text => p.utf8.clone(),
+            _ => return Ok(()),
+        };
+        if arrived.is_empty() {
+            return Ok(());
+        }
+        conn.incoming = Some(Box::new(crate::connection::Incoming { unmasked: 0, utf8 }));
+    }
+    let incoming = conn.incoming.as_mut().expect("set above");
+    let new = &mut arrived[incoming.unmasked..];
+    frame::unmask(new, h.mask, incoming.unmasked);
+    incoming.unmasked += new.len();
+    incoming.utf8.feed(new)
 }
 
 fn on_frame(

@@ -270,7 +270,6 @@ pub fn write_header(out: &mut Vec<u8>, opcode: OpCode, payload_len: usize) {
     out.extend_from_slice(&h[..n]);
 }
 
-
 /// A buffer for building one server frame without a copy: the payload is
 /// written after [`MAX_HEADER`] reserved bytes, then [`FrameBuf::finish`]
 /// puts the header just before it and hands out the frame as `Bytes`.
