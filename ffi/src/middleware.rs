@@ -11,7 +11,7 @@
 
 use std::ffi::c_char;
 
-use engine::{AuditLog, RateLimit, RateScope};
+use engine::{AuditLog, RateLimit, RateScope, Route};
 use serde_json::Value;
 
 use crate::channel::{switchyard_channel, with_channel};
@@ -142,6 +142,35 @@ pub unsafe extern "C" fn switchyard_channel_add_audit_log(
     })
 }
 
+/// Attaches a schema to a route with `attach` (the body of the two schema
+/// setters below).
+///
+/// # Safety
+/// As `switchyard_channel_set_input_schema`.
+unsafe fn set_schema(
+    channel: *mut switchyard_channel,
+    route: *const c_char,
+    schema: *const c_char,
+    schema_len: usize,
+    err: ErrBuf,
+    attach: fn(Route, Value) -> Route,
+) -> switchyard_status {
+    guard(err, || {
+        // SAFETY: the caller's contract.
+        let ch = unsafe { with_channel(channel) }?;
+        if route.is_null() {
+            return Err(Fail::null("route"));
+        }
+        // SAFETY: the caller's contract.
+        let name = unsafe { route_name(ch, route) }?
+            .expect("route is not NULL")
+            .to_string();
+        // SAFETY: the caller's contract.
+        let schema = unsafe { schema_arg(schema, schema_len) }?;
+        ch.update(|c| c.configure_route(&name, |r| attach(r, schema)))
+    })
+}
+
 /// Sets the JSON Schema the payload of `route` must satisfy: a request
 /// whose payload (the object without routing key and `rid`) fails it gets
 /// `invalid_input` with a message naming the failing member, and the
@@ -165,21 +194,11 @@ pub unsafe extern "C" fn switchyard_channel_set_input_schema(
     err_buf: *mut c_char,
     err_len: usize,
 ) -> switchyard_status {
-    // SAFETY: the caller's contract.
-    let err = unsafe { ErrBuf::new(err_buf, err_len) };
-    guard(err, || {
-        // SAFETY: the caller's contract.
-        let ch = unsafe { with_channel(channel) }?;
-        if route.is_null() {
-            return Err(Fail::null("route"));
-        }
-        // SAFETY: the caller's contract.
-        let name = unsafe { route_name(ch, route) }?.map(str::to_string);
-        // SAFETY: the caller's contract.
-        let schema = unsafe { schema_arg(schema, schema_len) }?;
-        let name = name.expect("route is not NULL");
-        ch.update(|c| c.configure_route(&name, |r| r.input_schema(schema)))
-    })
+    // SAFETY: the caller's contract, forwarded.
+    unsafe {
+        let err = ErrBuf::new(err_buf, err_len);
+        set_schema(channel, route, schema, schema_len, err, Route::input_schema)
+    }
 }
 
 /// Declares the JSON Schema of `route`'s reply, for the manifest and typed
@@ -198,21 +217,18 @@ pub unsafe extern "C" fn switchyard_channel_set_output_schema(
     err_buf: *mut c_char,
     err_len: usize,
 ) -> switchyard_status {
-    // SAFETY: the caller's contract.
-    let err = unsafe { ErrBuf::new(err_buf, err_len) };
-    guard(err, || {
-        // SAFETY: the caller's contract.
-        let ch = unsafe { with_channel(channel) }?;
-        if route.is_null() {
-            return Err(Fail::null("route"));
-        }
-        // SAFETY: the caller's contract.
-        let name = unsafe { route_name(ch, route) }?.map(str::to_string);
-        // SAFETY: the caller's contract.
-        let schema = unsafe { schema_arg(schema, schema_len) }?;
-        let name = name.expect("route is not NULL");
-        ch.update(|c| c.configure_route(&name, |r| r.output_schema(schema)))
-    })
+    // SAFETY: the caller's contract, forwarded.
+    unsafe {
+        let err = ErrBuf::new(err_buf, err_len);
+        set_schema(
+            channel,
+            route,
+            schema,
+            schema_len,
+            err,
+            Route::output_schema,
+        )
+    }
 }
 
 /// Declares a topic and the JSON Schema of its events, for the manifest.
