@@ -23,7 +23,7 @@
 # generator to CPU $CLIENT_CPU with taskset.
 #
 # Environment (all optional):
-#   ROUNDS=5 DURATION=2 WARMUP=1 DRAIN=1  rounds; seconds measured / warmed up per
+#   ROUNDS=5 DURATION=1.5 WARMUP=0.5 DRAIN=1  rounds; seconds measured / warmed up per
 #                                     run / waited at most for what is in flight
 #   SERVER_CPU=0 CLIENT_CPU=1         the cores
 #   ONLY="rr fanout idle cores"       a subset of the tests
@@ -44,9 +44,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 ROUNDS=${ROUNDS:-5}
-DURATION=${DURATION:-2}
+DURATION=${DURATION:-1.5}
 DRAIN=${DRAIN:-1}
-WARMUP=${WARMUP:-1}
+WARMUP=${WARMUP:-0.5}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 ONLY=${ONLY:-"rr fanout idle cores"}
