@@ -693,7 +693,9 @@ pub(crate) fn deliver(
     let mut delivered = 0;
     if !shared.event_middleware {
         // No channel transforms events: every subscriber gets the one
-        // pre-encoded frame.
+        // pre-encoded frame. This stays a loop of its own: folding it into
+        // the loop below with a per-subscriber branch measured ~10 more
+        // instructions per delivery (callgrind, 1,000 subscribers).
         for &id in topics.subscribers(topic) {
             if Some(id) == except {
                 continue;
