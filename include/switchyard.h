@@ -55,7 +55,8 @@
  *    switchyard_channel_add_queued_route, switchyard_channel_queue_events.
  *    Loop threads never call the host: they append switchyard_event
  *    records and write one byte to switchyard_cq_fd (a pipe) when the
- *    queue goes from empty to non-empty. Watch the fd, call
+ *    queue goes from empty to non-empty, at the end of the loop turn that
+ *    queued the event (one wake-up per turn). Watch the fd, call
  *    switchyard_cq_drain once per wake-up (it clears the pipe, and leaves it
  *    readable when events remain), then reply with switchyard_engine_reply*
  *    or switchyard_reply_batch. Every queued request is deferred: set the
@@ -1125,6 +1126,11 @@ switchyard_status switchyard_cq_len(const struct switchyard_cq *cq,
 // The strings of the previous batch are released; those of this batch stay
 // valid until the next drain or the queue's free. May resume reading on
 // the engine's sockets.
+//
+// Layout: the strings of one drain lie back to back in one buffer, in
+// record order (each event's action, payload, then session, then the next
+// event's), so a host may copy or decode a whole batch at once. Channel
+// names are not in that buffer (each channel's name is one shared string).
 //
 // Thread-safety: any thread, one drain at a time per queue (concurrent
 // drains are serialised, but each invalidates the other's pointers).

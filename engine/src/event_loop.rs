@@ -99,7 +99,11 @@ impl EventLoop {
         let tick = self.shared.config.tick();
         let tick_ms = tick.as_millis() as u64;
         let mut next_tick = tick_ms;
+        crate::turn::enter();
         loop {
+            // The previous turn is over: hosts' turn-end hooks (batched
+            // wake-ups) run before the loop waits.
+            crate::turn::finish();
             let timeout = if self.to_read.is_empty() {
                 Duration::from_millis(next_tick.saturating_sub(self.now_ms))
             } else {
@@ -145,6 +149,7 @@ impl EventLoop {
                 next_tick = next_tick.min(self.now_ms + 10);
             }
         }
+        crate::turn::leave();
     }
 
     fn accept(&mut self) {
@@ -350,6 +355,11 @@ impl EventLoop {
         while let Some(msg) = core.take() {
             match msg {
                 Inbox::Reply { conn, frame } => self.request_done(conn, frame),
+                Inbox::Replies(frames) => {
+                    for (conn, frame) in frames {
+                        self.request_done(conn, frame);
+                    }
+                }
                 Inbox::Subscribe { conn, topic } => {
                     if self.conns.get_mut(conn.raw()).is_some() {
                         handler::subscribe(&shared, &mut self.topics, conn, &topic);

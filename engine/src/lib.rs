@@ -54,6 +54,7 @@ mod runtime;
 mod schema;
 mod stats;
 pub mod testing;
+mod turn;
 
 pub use channel::{Channel, Route, RouteHasher, Upgrade};
 pub use channel_middleware::{Outbound, OutboundKind, Outgoing};
@@ -66,9 +67,10 @@ pub use http::{HttpRequest, HttpResponse};
 pub use ids::{ConnId, RequestId, MAX_CORES};
 pub use middleware::{AuditLog, Middleware, Next, Permissions, RateLimit, RateScope};
 pub use reply::{PushError, Reply};
-pub use runtime::{Engine, EngineBuilder, EngineHandle, PublishError};
+pub use runtime::{Engine, EngineBuilder, EngineHandle, InvalidJson, PublishError, ReplyBatch};
 pub use schema::check_schema;
 pub use stats::Stats;
+pub use turn::{at_turn_end, TurnEnd};
 
 /// The README's Rust examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]

@@ -7,8 +7,10 @@
 //!
 //! Invariants:
 //! - One byte is written to the notification pipe when the queue goes from
-//!   empty to non-empty, and again after a drain that left events behind,
-//!   so a host that drains once per readable fd never misses an event. A
+//!   empty to non-empty (deferred to the end of the loop turn that queued
+//!   the event, so one wake-up carries the whole turn's events), and again
+//!   after a drain that left events behind, so a host that drains once per
+//!   readable fd never misses an event. A
 //!   drain clears the pipe before it takes events, so a byte written after
 //!   it stays for the next wake-up (at worst a spurious one).
 //! - Nothing is dropped: at `capacity` queued events the engine stops
@@ -24,7 +26,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use engine::{Ctx, EngineHandle, HandlerError, HandlerResult, Reply, Request};
+use engine::{Ctx, EngineHandle, HandlerError, HandlerResult, Reply, Request, TurnEnd};
 
 use crate::panic::{guard, ErrBuf, Fail};
 use crate::status::*;
@@ -92,50 +94,32 @@ pub struct switchyard_event {
     pub session_len: usize,
 }
 
-/// An owned event: one buffer holding action, payload and session.
+/// A queued event's fixed part. Its strings (action, payload, session)
+/// lie back to back in the queue's byte arena, from `start`.
 #[derive(Debug)]
-struct Event {
+struct Head {
     kind: u32,
     conn: u64,
     request: u64,
     channel: Option<Arc<str>>,
-    buf: Vec<u8>,
+    /// Offset of the event's first byte in the arena's logical stream.
+    start: usize,
     action_len: usize,
     payload_len: usize,
     session_len: Option<usize>,
 }
 
-impl Event {
-    fn new(
-        kind: u32,
-        conn: u64,
-        request: u64,
-        channel: Option<Arc<str>>,
-        parts: [&[u8]; 2],
-        session: Option<&str>,
-    ) -> Event {
-        let s = session.map(str::as_bytes).unwrap_or_default();
-        let mut buf = Vec::with_capacity(parts[0].len() + parts[1].len() + s.len());
-        buf.extend_from_slice(parts[0]);
-        buf.extend_from_slice(parts[1]);
-        buf.extend_from_slice(s);
-        Event {
-            kind,
-            conn,
-            request,
-            channel,
-            buf,
-            action_len: parts[0].len(),
-            payload_len: parts[1].len(),
-            session_len: session.map(str::len),
-        }
-    }
-
-    fn record(&self, has_action: bool, has_payload: bool) -> switchyard_event {
-        let base = self.buf.as_ptr().cast::<c_char>();
+impl Head {
+    /// The record for the host; `base` is where the event's bytes are.
+    fn record(&self, base: *const c_char) -> switchyard_event {
+        let (has_action, has_payload) = match self.kind {
+            SWITCHYARD_EVENT_REQUEST => (true, true),
+            SWITCHYARD_EVENT_MESSAGE | SWITCHYARD_EVENT_BINARY => (false, true),
+            _ => (false, false),
+        };
         let ptr_if = |yes: bool, off: usize| {
             if yes {
-                // `off` is within `buf` (or one past its end).
+                // `off` is within the event's bytes (or one past their end).
                 base.wrapping_add(off)
             } else {
                 std::ptr::null()
@@ -165,10 +149,73 @@ impl Event {
     }
 }
 
+/// The queued events: heads in arrival order, and one byte arena holding
+/// their strings back to back (so a drain hands the host one contiguous
+/// buffer, and enqueuing allocates nothing in the steady state).
+#[derive(Debug, Default)]
+struct Queue {
+    heads: VecDeque<Head>,
+    /// `bytes[0]` is the logical stream's offset `base`.
+    bytes: Vec<u8>,
+    base: usize,
+}
+
+impl Queue {
+    fn push(&mut self, mut head: Head, parts: [&[u8]; 3]) {
+        head.start = self.base + self.bytes.len();
+        for p in parts {
+            self.bytes.extend_from_slice(p);
+        }
+        self.heads.push_back(head);
+    }
+
+    /// Moves the first `k` events into `batch` (whose previous contents are
+    /// released), their bytes into `batch.arena`.
+    fn take(&mut self, k: usize, batch: &mut Batch) {
+        batch.heads.clear();
+        batch.arena.clear();
+        if k >= self.heads.len() {
+            batch.heads.extend(self.heads.drain(..));
+            // Swap buffers: the arena goes to the host, the last batch's
+            // (cleared) buffer takes the next events.
+            std::mem::swap(&mut batch.arena, &mut self.bytes);
+            batch.arena_base = self.base;
+            self.base += batch.arena.len();
+            shrink(&mut self.bytes);
+        } else {
+            batch.heads.extend(self.heads.drain(..k));
+            let end = self
+                .heads
+                .front()
+                .map_or(self.bytes.len(), |h| h.start - self.base);
+            batch.arena.extend_from_slice(&self.bytes[..end]);
+            self.bytes.drain(..end);
+            batch.arena_base = self.base;
+            self.base += end;
+        }
+    }
+}
+
+/// A buffer that grew for a burst goes back to a modest size once idle.
+fn shrink(v: &mut Vec<u8>) {
+    const KEEP: usize = 1 << 20;
+    if v.is_empty() && v.capacity() > KEEP {
+        *v = Vec::with_capacity(KEEP / 4);
+    }
+}
+
+/// The last drained batch, kept alive for the host's pointers.
+#[derive(Debug, Default)]
+struct Batch {
+    heads: Vec<Head>,
+    arena: Vec<u8>,
+    arena_base: usize,
+}
+
 /// The queue shared by loop threads (producers) and the host (consumer).
 #[derive(Debug)]
 pub struct CqShared {
-    queue: Mutex<VecDeque<Event>>,
+    queue: Mutex<Queue>,
     capacity: usize,
     low_watermark: usize,
     /// Whether reading is paused on the queue's account, and the engine to
@@ -184,6 +231,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these locks leaves the data consistent (every
     // critical section is a single push, pop or flag write).
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The queue's turn-end hook: the host is woken once per loop turn that
+/// queued something, after the turn, not at its first event.
+impl TurnEnd for CqShared {
+    fn turn_end(&self) {
+        self.notify();
+    }
 }
 
 impl CqShared {
@@ -207,18 +262,21 @@ impl CqShared {
         }
     }
 
-    fn push(&self, event: Event) {
+    /// Queues one event. `wake` is this queue as a turn-end hook: when the
+    /// queue was empty, the host is woken at the end of the loop's turn
+    /// (at once off a loop thread).
+    fn push(&self, wake: &Arc<dyn TurnEnd>, head: Head, parts: [&[u8]; 3]) {
         let (was_empty, len) = {
             let mut q = lock(&self.queue);
-            q.push_back(event);
-            (q.len() == 1, q.len())
+            q.push(head, parts);
+            (q.heads.len() == 1, q.heads.len())
         };
         if was_empty {
-            self.notify();
+            engine::at_turn_end(wake);
         }
         if len >= self.capacity {
             let mut flow = lock(&self.flow);
-            if !flow.0 && lock(&self.queue).len() >= self.capacity {
+            if !flow.0 && lock(&self.queue).heads.len() >= self.capacity {
                 flow.0 = true;
                 if let Some(h) = &flow.1 {
                     h.pause_reading();
@@ -232,7 +290,7 @@ impl CqShared {
             return;
         }
         let mut flow = lock(&self.flow);
-        if flow.0 && lock(&self.queue).len() <= self.low_watermark {
+        if flow.0 && lock(&self.queue).heads.len() <= self.low_watermark {
             flow.0 = false;
             if let Some(h) = &flow.1 {
                 h.resume_reading();
@@ -264,26 +322,34 @@ impl CqShared {
         self.unclaim();
     }
 
+    /// What an engine closure holds to queue events of one channel.
+    fn producer(self: &Arc<Self>, channel: Option<Arc<str>>) -> Producer {
+        Producer {
+            cq: Arc::clone(self),
+            wake: Arc::clone(self) as Arc<dyn TurnEnd>,
+            channel,
+        }
+    }
+
     /// The engine closure for a queued route: every request is deferred
     /// and enqueued.
     pub(crate) fn route(
         self: &Arc<Self>,
         channel: Arc<str>,
     ) -> impl Fn(&mut Ctx<'_>, Request<'_>) -> HandlerResult + Send + Sync + 'static {
-        let cq = Arc::clone(self);
+        let p = self.producer(Some(channel));
         move |ctx, req| {
             crate::panic::fault::point();
             let Some(handle) = ctx.defer() else {
                 return Err(HandlerError::internal("the pending-request table is full"));
             };
-            cq.push(Event::new(
+            p.push(
                 SWITCHYARD_EVENT_REQUEST,
                 ctx.conn_id().as_u64(),
                 handle.id().as_u64(),
-                Some(Arc::clone(&channel)),
                 [req.action().as_bytes(), req.payload().as_bytes()],
                 ctx.session_json(),
-            ));
+            );
             Ok(Reply::Deferred)
         }
     }
@@ -293,21 +359,14 @@ impl CqShared {
         kind: u32,
         channel: Arc<str>,
     ) -> impl Fn(&mut Ctx<'_>) + Send + Sync + 'static {
-        let cq = Arc::clone(self);
+        let p = self.producer(Some(channel));
         move |ctx| {
             let session = if kind == SWITCHYARD_EVENT_OPEN {
                 ctx.session_json()
             } else {
                 None
             };
-            cq.push(Event::new(
-                kind,
-                ctx.conn_id().as_u64(),
-                0,
-                Some(Arc::clone(&channel)),
-                [b"", b""],
-                session,
-            ))
+            p.push(kind, ctx.conn_id().as_u64(), 0, [b"", b""], session)
         }
     }
 
@@ -316,16 +375,9 @@ impl CqShared {
         kind: u32,
         channel: Arc<str>,
     ) -> impl Fn(&mut Ctx<'_>, &[u8]) -> HandlerResult + Send + Sync + 'static {
-        let cq = Arc::clone(self);
+        let p = self.producer(Some(channel));
         move |ctx, data| {
-            cq.push(Event::new(
-                kind,
-                ctx.conn_id().as_u64(),
-                0,
-                Some(Arc::clone(&channel)),
-                [b"", data],
-                None,
-            ));
+            p.push(kind, ctx.conn_id().as_u64(), 0, [b"", data], None);
             Ok(Reply::Ack)
         }
     }
@@ -333,17 +385,45 @@ impl CqShared {
     pub(crate) fn cancel(
         self: &Arc<Self>,
     ) -> impl Fn(engine::ConnId, engine::RequestId) + Send + Sync + 'static {
-        let cq = Arc::clone(self);
+        let p = self.producer(None);
         move |conn, id| {
-            cq.push(Event::new(
+            p.push(
                 SWITCHYARD_EVENT_CANCEL,
                 conn.as_u64(),
                 id.as_u64(),
-                None,
                 [b"", b""],
                 None,
-            ))
+            )
         }
+    }
+}
+
+/// A queue as one engine closure sees it: the queue, the queue as its own
+/// turn-end hook, and the channel its events name.
+struct Producer {
+    cq: Arc<CqShared>,
+    wake: Arc<dyn TurnEnd>,
+    channel: Option<Arc<str>>,
+}
+
+impl Producer {
+    /// Queues an event with an action and payload (`parts`) and a session.
+    fn push(&self, kind: u32, conn: u64, request: u64, parts: [&[u8]; 2], session: Option<&str>) {
+        let [action, payload] = parts;
+        self.cq.push(
+            &self.wake,
+            Head {
+                kind,
+                conn,
+                request,
+                channel: self.channel.clone(),
+                start: 0,
+                action_len: action.len(),
+                payload_len: payload.len(),
+                session_len: session.map(str::len),
+            },
+            [action, payload, session.unwrap_or_default().as_bytes()],
+        );
     }
 }
 
@@ -353,7 +433,7 @@ impl CqShared {
 pub struct switchyard_cq {
     pub(crate) shared: Arc<CqShared>,
     /// The last drained batch, kept alive for the host's pointers.
-    batch: Mutex<Vec<Event>>,
+    batch: Mutex<Batch>,
 }
 
 /// Creates a completion queue that pauses reading at `capacity` queued
@@ -398,7 +478,10 @@ pub unsafe extern "C" fn switchyard_cq_new(
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let cq = Box::new(switchyard_cq {
             shared: Arc::new(CqShared {
-                queue: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
+                queue: Mutex::new(Queue {
+                    heads: VecDeque::with_capacity(capacity.min(1 << 16)),
+                    ..Queue::default()
+                }),
                 capacity,
                 low_watermark,
                 flow: Mutex::new((false, None)),
@@ -406,7 +489,7 @@ pub unsafe extern "C" fn switchyard_cq_new(
                 read_fd,
                 write_fd,
             }),
-            batch: Mutex::new(Vec::new()),
+            batch: Mutex::new(Batch::default()),
         });
         // SAFETY: non-NULL and writable by the caller's contract.
         unsafe { *out = Box::into_raw(cq) };
@@ -479,7 +562,7 @@ pub unsafe extern "C" fn switchyard_cq_len(
             return Err(Fail::null("len"));
         }
         // SAFETY: live by the caller's contract; only shared access.
-        let n = lock(&unsafe { &*cq }.shared.queue).len();
+        let n = lock(&unsafe { &*cq }.shared.queue).heads.len();
         // SAFETY: non-NULL and writable by the caller's contract.
         unsafe { *len = n };
         Ok(())
@@ -492,6 +575,11 @@ pub unsafe extern "C" fn switchyard_cq_len(
 /// The strings of the previous batch are released; those of this batch stay
 /// valid until the next drain or the queue's free. May resume reading on
 /// the engine's sockets.
+///
+/// Layout: the strings of one drain lie back to back in one buffer, in
+/// record order (each event's action, payload, then session, then the next
+/// event's), so a host may copy or decode a whole batch at once. Channel
+/// names are not in that buffer (each channel's name is one shared string).
 ///
 /// Thread-safety: any thread, one drain at a time per queue (concurrent
 /// drains are serialised, but each invalidates the other's pointers).
@@ -528,27 +616,23 @@ pub unsafe extern "C" fn switchyard_cq_drain(
         let shared = &cq.shared;
         shared.clear_pipe();
         let mut batch = lock(&cq.batch);
-        batch.clear();
         let left = {
             let mut q = lock(&shared.queue);
-            let k = max.min(q.len());
-            batch.extend(q.drain(..k));
-            q.len()
+            let k = max.min(q.heads.len());
+            q.take(k, &mut batch);
+            q.heads.len()
         };
         if left > 0 {
             shared.notify();
         }
-        for (i, e) in batch.iter().enumerate() {
-            let (has_action, has_payload) = match e.kind {
-                SWITCHYARD_EVENT_REQUEST => (true, true),
-                SWITCHYARD_EVENT_MESSAGE | SWITCHYARD_EVENT_BINARY => (false, true),
-                _ => (false, false),
-            };
+        let arena = batch.arena.as_ptr().cast::<c_char>();
+        for (i, h) in batch.heads.iter().enumerate() {
+            let base = arena.wrapping_add(h.start - batch.arena_base);
             // SAFETY: `out` is writable for `max` records and `i < max`.
-            unsafe { out.add(i).write(e.record(has_action, has_payload)) };
+            unsafe { out.add(i).write(h.record(base)) };
         }
         // SAFETY: non-NULL and writable by the caller's contract.
-        unsafe { *n = batch.len() };
+        unsafe { *n = batch.heads.len() };
         drop(batch);
         shared.maybe_resume(left);
         Ok(())
