@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::frame::{FrameBuf, OpCode};
-use crate::json::{self, Kind};
+use crate::json::{self, Kind, Member};
 
 /// What a handler returns for a request.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,30 +100,85 @@ pub(crate) fn encode_reply(env: &Envelope<'_>, reply: &Reply) -> Result<Bytes, I
         }
         Reply::Json(text) => {
             let mut members = Vec::new();
-            match json::scan_object(text, &mut members) {
-                Ok(()) => {
-                    for m in &members {
-                        let key = json::decode_string(m.key.of(text));
-                        if env.is_envelope_key(&key) {
-                            continue;
-                        }
-                        sep(out);
-                        out.extend_from_slice(m.span().of(text).as_bytes());
-                    }
-                }
-                Err(json::ScanError::NotObject) => {
-                    sep(out);
-                    out.extend_from_slice(b"\"result\":");
-                    out.extend_from_slice(text.trim().as_bytes());
-                }
-                Err(json::ScanError::BadJson) => {
-                    return Err(InvalidReply("reply is not valid JSON".into()))
-                }
-            }
+            let scanned = scan_json(text, &mut members)?;
+            splice(out, env, &scanned, &mut sep);
         }
     }
     out.push(b'}');
     Ok(fb.finish(OpCode::Text))
+}
+
+/// A reply's JSON text after the one scan that checks it: splicing it
+/// into a frame needs no second pass.
+#[derive(Debug)]
+pub(crate) enum Scanned<'t, 'm> {
+    /// An object, with its top-level members.
+    Object(&'t str, &'m [Member]),
+    /// Any other value: it becomes `"result"`.
+    Value(&'t str),
+}
+
+/// Checks a reply's JSON text in one scan (`members` is scratch space).
+pub(crate) fn scan_json<'t, 'm>(
+    text: &'t str,
+    members: &'m mut Vec<Member>,
+) -> Result<Scanned<'t, 'm>, InvalidReply> {
+    match json::scan_object(text, members) {
+        Ok(()) => Ok(Scanned::Object(text, members)),
+        Err(json::ScanError::NotObject) => Ok(Scanned::Value(text.trim())),
+        Err(json::ScanError::BadJson) => Err(InvalidReply("reply is not valid JSON".into())),
+    }
+}
+
+/// Copies scanned reply text after the envelope: an object's members (but
+/// the envelope's own keys) or `"result": value`.
+fn splice(
+    out: &mut Vec<u8>,
+    env: &Envelope<'_>,
+    scanned: &Scanned<'_, '_>,
+    sep: &mut impl FnMut(&mut Vec<u8>),
+) {
+    match *scanned {
+        Scanned::Object(text, members) => {
+            for m in members {
+                let key = m.key.of(text);
+                let clash = if m.key_escaped {
+                    env.is_envelope_key(&json::decode_string(key))
+                } else {
+                    env.is_envelope_key(key)
+                };
+                if clash {
+                    continue;
+                }
+                sep(out);
+                out.extend_from_slice(m.span().of(text).as_bytes());
+            }
+        }
+        Scanned::Value(text) => {
+            sep(out);
+            out.extend_from_slice(b"\"result\":");
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+}
+
+/// Encodes a reply whose JSON text was already checked by [`scan_json`].
+pub(crate) fn encode_scanned(env: &Envelope<'_>, scanned: &Scanned<'_, '_>) -> Bytes {
+    let hint = match *scanned {
+        Scanned::Object(t, _) | Scanned::Value(t) => t.len() + 48,
+    };
+    let mut fb = FrameBuf::with_capacity(hint);
+    let out = fb.payload();
+    let mut any = env.open(out);
+    let mut sep = |out: &mut Vec<u8>| {
+        if any {
+            out.push(b',');
+        }
+        any = true;
+    };
+    splice(out, env, scanned, &mut sep);
+    out.push(b'}');
+    fb.finish(OpCode::Text)
 }
 
 /// Encodes an error frame.

@@ -41,6 +41,8 @@ pub(crate) type FallbackFn = dyn Fn(&HttpRequest) -> HttpResponse + Send + Sync;
 pub(crate) enum Inbox {
     /// A deferred reply (or its error) for a connection of this loop.
     Reply { conn: ConnId, frame: Bytes },
+    /// A batch of deferred replies (see [`ReplyBatch`]), in order.
+    Replies(Vec<(ConnId, Bytes)>),
     /// A push to a connection.
     Send { conn: ConnId, frame: Bytes },
     /// Deliver an event frame to this loop's subscribers of `topic`.
@@ -234,33 +236,41 @@ impl Shared {
         self.reading_paused.load(Ordering::Acquire)
     }
 
-    /// Completes a deferred request from any thread.
-    pub(crate) fn complete(&self, id: RequestId, result: HandlerResult) -> Completion {
+    /// Takes the pending entry of a deferred request: `None` when it was
+    /// already answered, timed out, its connection closed or the engine
+    /// stopped.
+    fn take_pending(&self, id: RequestId) -> Option<Pending> {
         if self.stopped.load(Ordering::Acquire) {
-            return Completion::Stale;
+            return None;
         }
         let raw = id.raw();
-        let Some(core) = self.cores.get(raw.core) else {
-            return Completion::Stale;
-        };
-        let Some(p) = core.pending.lock().remove(raw) else {
+        self.cores.get(raw.core)?.pending.lock().remove(raw)
+    }
+
+    /// Completes a deferred request from any thread.
+    pub(crate) fn complete(&self, id: RequestId, result: HandlerResult) -> Completion {
+        let Some(p) = self.take_pending(id) else {
             return Completion::Stale;
         };
         let frame = self.encode_for(&p, &result);
-        core.post(Inbox::Reply {
+        self.cores[id.raw().core].post(Inbox::Reply {
             conn: p.conn,
             frame,
         });
         Completion::Accepted
     }
 
-    /// The reply or error frame for a pending request.
-    pub(crate) fn encode_for(&self, p: &Pending, result: &HandlerResult) -> Bytes {
+    fn envelope<'p>(&'p self, p: &'p Pending) -> Envelope<'p> {
         let channel = &self.channels[p.channel as usize];
-        let env = Envelope {
+        Envelope {
             action: Some((&channel.routing_keys[p.key_index as usize], &p.action_raw)),
             rid: p.rid_raw.as_deref(),
-        };
+        }
+    }
+
+    /// The reply or error frame for a pending request.
+    pub(crate) fn encode_for(&self, p: &Pending, result: &HandlerResult) -> Bytes {
+        let env = self.envelope(p);
         let error = |e: &HandlerError| {
             let message = if e.code() == "internal" && !self.config.debug {
                 "internal error"
@@ -575,6 +585,87 @@ impl Drop for Engine {
     }
 }
 
+/// Reply text that is not valid JSON (see [`EngineHandle::reply_json`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidJson;
+
+impl std::fmt::Display for InvalidJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reply is not valid JSON")
+    }
+}
+
+impl std::error::Error for InvalidJson {}
+
+/// Replies completed together (from [`EngineHandle::reply_batch`]). Each
+/// reply is encoded when added; the frames reach their loops, one message
+/// per loop, at [`finish`](Self::finish) or drop, in the order added.
+pub struct ReplyBatch<'a> {
+    shared: &'a Shared,
+    /// Frames per loop, indexed by core.
+    frames: Vec<Vec<(ConnId, Bytes)>>,
+    /// Scratch for scanning reply text.
+    members: Vec<crate::json::Member>,
+}
+
+impl std::fmt::Debug for ReplyBatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyBatch")
+            .field("frames", &self.frames.iter().map(Vec::len).sum::<usize>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplyBatch<'_> {
+    fn add(&mut self, core: usize, conn: ConnId, frame: Bytes) {
+        if self.frames.len() <= core {
+            self.frames.resize_with(core + 1, Vec::new);
+        }
+        self.frames[core].push((conn, frame));
+    }
+
+    /// Completes a deferred request with a result, as
+    /// [`EngineHandle::reply`] does.
+    pub fn reply(&mut self, id: RequestId, result: HandlerResult) -> Completion {
+        let Some(p) = self.shared.take_pending(id) else {
+            return Completion::Stale;
+        };
+        let frame = self.shared.encode_for(&p, &result);
+        self.add(id.raw().core, p.conn, frame);
+        Completion::Accepted
+    }
+
+    /// Completes a deferred request with JSON text, as
+    /// [`EngineHandle::reply_json`] does: one scan checks it, and the frame
+    /// is spliced from that scan.
+    pub fn reply_json(&mut self, id: RequestId, json: &str) -> Result<Completion, InvalidJson> {
+        let scanned = reply::scan_json(json, &mut self.members).map_err(|_| InvalidJson)?;
+        let Some(p) = self.shared.take_pending(id) else {
+            return Ok(Completion::Stale);
+        };
+        let frame = reply::encode_scanned(&self.shared.envelope(&p), &scanned);
+        let core = id.raw().core;
+        if self.frames.len() <= core {
+            self.frames.resize_with(core + 1, Vec::new);
+        }
+        self.frames[core].push((p.conn, frame));
+        Ok(Completion::Accepted)
+    }
+
+    /// Hands the frames to their loops (dropping the batch does the same).
+    pub fn finish(self) {}
+}
+
+impl Drop for ReplyBatch<'_> {
+    fn drop(&mut self) {
+        for (core, frames) in self.frames.iter_mut().enumerate() {
+            if !frames.is_empty() {
+                self.shared.cores[core].post(Inbox::Replies(std::mem::take(frames)));
+            }
+        }
+    }
+}
+
 /// A cloneable, `Send + Sync` handle to an engine, for other threads.
 #[derive(Clone)]
 pub struct EngineHandle {
@@ -591,6 +682,28 @@ impl EngineHandle {
     /// Completes a deferred request by id (see [`crate::ReplyHandle`]).
     pub fn reply(&self, id: RequestId, result: HandlerResult) -> Completion {
         self.shared.complete(id, result)
+    }
+
+    /// Completes a deferred request with JSON text (an object's members
+    /// follow the envelope; another value becomes `"result"`), checked and
+    /// spliced in one scan without a copy. Text that is not valid JSON is
+    /// an error and leaves the request owed.
+    pub fn reply_json(&self, id: RequestId, json: &str) -> Result<Completion, InvalidJson> {
+        let mut batch = self.reply_batch();
+        let r = batch.reply_json(id, json);
+        batch.finish();
+        r
+    }
+
+    /// Starts a batch of replies for a host that completes many requests
+    /// at once: each loop gets the batch's frames for its connections in
+    /// one message (one wake-up) when the batch finishes or drops.
+    pub fn reply_batch(&self) -> ReplyBatch<'_> {
+        ReplyBatch {
+            shared: &self.shared,
+            frames: Vec::new(),
+            members: Vec::new(),
+        }
     }
 
     /// Pushes a JSON object (as text) to a connection. `Ok(false)` when the

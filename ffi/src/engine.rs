@@ -11,10 +11,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use engine::{
-    Completion, ConnId, Engine, EngineHandle, HandlerResult, PublishError, Reply, RequestId,
+    Completion, ConnId, Engine, EngineHandle, PublishError, Reply, ReplyBatch, RequestId,
 };
 
-use crate::callback::{check_json, handler_error};
+use crate::callback::handler_error;
 use crate::channel::switchyard_channel;
 use crate::config::switchyard_config;
 use crate::cq::CqShared;
@@ -330,16 +330,26 @@ pub unsafe extern "C" fn switchyard_engine_local_addr(
     })
 }
 
+/// Completes one request of `batch` with JSON text (empty: an
+/// acknowledgement), checked and spliced in one scan.
+///
 /// # Safety
 /// `json` is NULL or valid for `len` bytes.
-unsafe fn reply_value(json: *const c_char, len: usize) -> Result<HandlerResult, Fail> {
+unsafe fn reply_text(
+    batch: &mut ReplyBatch<'_>,
+    id: RequestId,
+    json: *const c_char,
+    len: usize,
+) -> Res {
     // SAFETY: forwarded.
     let json = unsafe { text(json, len, "json") }?;
     if json.is_empty() {
-        return Ok(Ok(Reply::Ack));
+        return completion(batch.reply(id, Ok(Reply::Ack)));
     }
-    check_json(json)?;
-    Ok(Ok(Reply::Json(json.to_string())))
+    match batch.reply_json(id, json) {
+        Ok(c) => completion(c),
+        Err(e) => Err(Fail::new(SWITCHYARD_INVALID_JSON, e.to_string())),
+    }
 }
 
 /// Completes a deferred request with JSON text (an object's members follow
@@ -362,9 +372,9 @@ pub unsafe extern "C" fn switchyard_engine_reply(
         // SAFETY: the caller's contract.
         let e = unsafe { live(engine) }?;
         let id = self::request_id(request_id)?;
+        let mut batch = e.handle.reply_batch();
         // SAFETY: the caller's contract.
-        let result = unsafe { reply_value(json, len) }?;
-        completion(e.handle.reply(id, result))
+        unsafe { reply_text(&mut batch, id, json, len) }
     })
 }
 
@@ -435,21 +445,22 @@ pub unsafe extern "C" fn switchyard_reply_batch(
         if replies.is_null() && n > 0 {
             return Err(Fail::null("replies"));
         }
+        // One scan per reply, and one message per loop for the whole batch.
+        let mut batch = e.handle.reply_batch();
         for i in 0..n {
             // SAFETY: readable for `n` records.
             let r = unsafe { *replies.add(i) };
-            let one = || -> Res {
-                let id = request_id(r.request_id)?;
-                let result = if r.error_code.is_null() {
+            let result = request_id(r.request_id).and_then(|id| {
+                if r.error_code.is_null() {
                     // SAFETY: the caller's contract for the record.
-                    unsafe { reply_value(r.json, r.json_len) }?
+                    unsafe { reply_text(&mut batch, id, r.json, r.json_len) }
                 } else {
                     // SAFETY: the caller's contract for the record.
-                    Err(unsafe { handler_error(r.error_code, r.error_message) }?)
-                };
-                completion(e.handle.reply(id, result))
-            };
-            let s = match one() {
+                    let err = unsafe { handler_error(r.error_code, r.error_message) }?;
+                    completion(batch.reply(id, Err(err)))
+                }
+            });
+            let s = match result {
                 Ok(()) => SWITCHYARD_OK,
                 Err(f) => f.status,
             };
@@ -458,6 +469,7 @@ pub unsafe extern "C" fn switchyard_reply_batch(
                 unsafe { *statuses.add(i) = s };
             }
         }
+        batch.finish();
         Ok(())
     })
 }

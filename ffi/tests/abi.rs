@@ -856,3 +856,115 @@ fn host_thread_calls_reach_the_connection() {
         switchyard_cq_free(cq);
     }
 }
+
+/// The raw records of one drain.
+fn drain_raw(cq: *mut switchyard_cq, max: usize) -> Vec<switchyard_event> {
+    let mut buf = vec![
+        switchyard_event {
+            kind: 0,
+            reserved: 0,
+            conn_id: 0,
+            request_id: 0,
+            channel: ptr::null(),
+            channel_len: 0,
+            action: ptr::null(),
+            action_len: 0,
+            payload: ptr::null(),
+            payload_len: 0,
+            session: ptr::null(),
+            session_len: 0,
+        };
+        max
+    ];
+    let mut n = 0;
+    // SAFETY: `buf` holds `max` records.
+    ok(unsafe { switchyard_cq_drain(cq, buf.as_mut_ptr(), max, &mut n) });
+    buf.truncate(n);
+    buf
+}
+
+/// Checks that a drain's strings lie back to back in record order, and
+/// returns them joined (from the first string's start to the last's end).
+fn joined_strings(evs: &[switchyard_event]) -> String {
+    let mut start: Option<*const c_char> = None;
+    let mut next: Option<*const c_char> = None;
+    for e in evs {
+        for (p, n) in [
+            (e.action, e.action_len),
+            (e.payload, e.payload_len),
+            (e.session, e.session_len),
+        ] {
+            if p.is_null() {
+                continue;
+            }
+            if let Some(want) = next {
+                assert_eq!(
+                    p, want,
+                    "a string of {e:?} does not follow the previous one"
+                );
+            }
+            start.get_or_insert(p);
+            next = Some(p.wrapping_add(n));
+        }
+    }
+    match (start, next) {
+        // SAFETY: one contiguous buffer from `a` to `b`, live until the next drain.
+        (Some(a), Some(b)) => s(a, b as usize - a as usize),
+        _ => String::new(),
+    }
+}
+
+#[test]
+fn a_drains_strings_lie_back_to_back_in_record_order() {
+    let cq = cq_new(1024, 256);
+    let ch = channel("q");
+    // SAFETY: live channel and queue.
+    unsafe {
+        ok(switchyard_channel_add_queued_route(
+            ch,
+            c"echo".as_ptr(),
+            SWITCHYARD_ROUTE_PUBLIC,
+            cq,
+            ptr::null_mut(),
+            0,
+        ));
+        ok(switchyard_channel_queue_events(
+            ch,
+            cq,
+            SWITCHYARD_QUEUE_OPEN | SWITCHYARD_QUEUE_CLOSE | SWITCHYARD_QUEUE_MESSAGE,
+        ));
+    }
+    let (e, base) = start(&[ch]);
+    let mut fd = -1;
+    // SAFETY: live queue.
+    ok(unsafe { switchyard_cq_fd(cq, &mut fd) });
+    let mut ws = connect_url(&format!("{base}/q"));
+    assert_eq!(drain_n(cq, fd, 1)[0].kind, SWITCHYARD_EVENT_OPEN);
+
+    let mut want = String::new();
+    for i in 0..6 {
+        send(&mut ws, &json!({"action":"echo","rid":i,"n":i}));
+        want.push_str(&format!("echo{{\"n\":{i}}}"));
+    }
+    send_text(&mut ws, "plain é text");
+    want.push_str("plain é text");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cq_len(cq) < 7 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A partial drain, then the rest: each batch is contiguous on its own.
+    let first = drain_raw(cq, 4);
+    assert_eq!(first.len(), 4);
+    let mut got = joined_strings(&first);
+    let rest = drain_raw(cq, 64);
+    assert_eq!(rest.len(), 3);
+    got.push_str(&joined_strings(&rest));
+    assert_eq!(got, want);
+    drop(ws);
+    // SAFETY: live engine and queue, freed once.
+    unsafe {
+        switchyard_engine_free(e.0);
+        switchyard_cq_free(cq);
+    }
+}
