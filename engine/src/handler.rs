@@ -467,8 +467,12 @@ impl<'a> Ctx<'a> {
             conn: self.id,
             channel: env.channel as u16,
             key_index: env.key_index as u16,
-            action_raw: env.action_raw.into(),
-            rid_raw: env.rid_raw.map(Into::into),
+            raw: match env.rid_raw {
+                Some(rid) => [env.action_raw, rid].concat().into_boxed_str(),
+                None => env.action_raw.into(),
+            },
+            action_len: u32::try_from(env.action_raw.len()).ok()?,
+            has_rid: env.rid_raw.is_some(),
             deadline: std::time::Instant::now() + self.shared.config.reply_timeout,
         };
         let raw = self.shared.cores[core]

@@ -78,9 +78,23 @@ pub(crate) struct Pending {
     pub(crate) conn: ConnId,
     pub(crate) channel: u16,
     pub(crate) key_index: u16,
-    pub(crate) action_raw: Box<str>,
-    pub(crate) rid_raw: Option<Box<str>>,
+    /// The routing key's raw value, then the `rid`'s raw text (if any):
+    /// one allocation per deferred request.
+    pub(crate) raw: Box<str>,
+    /// Length of the routing key's raw value in `raw`.
+    pub(crate) action_len: u32,
+    pub(crate) has_rid: bool,
     pub(crate) deadline: Instant,
+}
+
+impl Pending {
+    pub(crate) fn action_raw(&self) -> &str {
+        &self.raw[..self.action_len as usize]
+    }
+
+    pub(crate) fn rid_raw(&self) -> Option<&str> {
+        self.has_rid.then(|| &self.raw[self.action_len as usize..])
+    }
 }
 
 /// What other threads hold of one loop.
@@ -263,8 +277,8 @@ impl Shared {
     fn envelope<'p>(&'p self, p: &'p Pending) -> Envelope<'p> {
         let channel = &self.channels[p.channel as usize];
         Envelope {
-            action: Some((&channel.routing_keys[p.key_index as usize], &p.action_raw)),
-            rid: p.rid_raw.as_deref(),
+            action: Some((&channel.routing_keys[p.key_index as usize], p.action_raw())),
+            rid: p.rid_raw(),
         }
     }
 
