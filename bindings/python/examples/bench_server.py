@@ -84,6 +84,9 @@ async def main() -> int:
         print(f"bench_server: cannot listen on {args.addr}: {e}", file=sys.stderr)
         return 1
     print(f"listening on ws://{addr}/bench", flush=True)
+    from switchyard import engine as _engine_module
+
+    print(f"bench_server: JSON through {_engine_module.JSON_BACKEND}", file=sys.stderr, flush=True)
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -102,7 +105,11 @@ async def main() -> int:
                 stop.set()
 
         os.set_blocking(fd, False)
-        loop.add_reader(fd, on_stdin)
+        try:
+            loop.add_reader(fd, on_stdin)
+        except PermissionError:
+            # A regular file or /dev/null cannot be polled; it ends at once.
+            stop.set()
     await stop.wait()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)

@@ -97,3 +97,25 @@ def test_a_handler_past_the_reply_timeout_is_cancelled() -> None:
             await engine.close()
 
     run(main())
+
+
+def test_a_handler_that_cancels_itself_is_answered_internal() -> None:
+    async def main() -> None:
+        engine = Engine()
+        ch = engine.channel("test")
+
+        @ch.action("quit", auth=False)
+        async def quit_(ctx: Context, data: Any) -> Any:
+            await asyncio.sleep(0)
+            raise asyncio.CancelledError()
+
+        await engine.listen("127.0.0.1:0")
+        try:
+            async with connect(engine) as ws:
+                r = await request(ws, {"action": "quit", "rid": 1})
+                assert r["error"] == {"code": "internal", "message": "internal error"}
+                assert not engine._pending
+        finally:
+            await engine.close()
+
+    run(main())
