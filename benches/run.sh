@@ -31,7 +31,10 @@
 #   SWITCHYARD_NODE_SERVER="cmd ..."  Switchyard with a Node host; default
 #                                     `node bindings/node/examples/bench_server.mjs` if it exists
 #   SWITCHYARD_PYTHON_SERVER="cmd ..." Switchyard with a Python host; default
-#                                     `python3 bindings/python/examples/bench_server.py` if it exists
+#                                     bindings/python/examples/bench_server.py if it exists, run by a
+#                                     virtualenv in ~/.cache/switchyard with the binding's pinned
+#                                     cffi and orjson (the `orjson` extra that `pip install
+#                                     './bindings/python[orjson]'` gives a real deployment)
 # A server command must speak the bench protocol (see
 # engine/examples/bench_server.rs), print `listening on ws://HOST:PORT/PATH`
 # as its first line, listen on a free port (127.0.0.1:0) by default and
@@ -102,7 +105,20 @@ if [[ -z "$NODE_SERVER" && -f bindings/node/examples/bench_server.mjs ]]; then
 fi
 PYTHON_SERVER=${SWITCHYARD_PYTHON_SERVER:-}
 if [[ -z "$PYTHON_SERVER" && -f bindings/python/examples/bench_server.py ]]; then
-    PYTHON_SERVER="python3 $ROOT/bindings/python/examples/bench_server.py"
+    # The binding's runtime dependencies at the versions its tests pin
+    # (bench_server.py imports the binding from the source tree).
+    PYREQ=$(grep -E '^(cffi|pycparser|orjson)==' bindings/python/requirements-test.txt)
+    CACHE=${SWITCHYARD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/switchyard}
+    PYVENV=$CACHE/python-bench-$( { python3 -c 'import sys; print(sys.version)'; echo "$PYREQ"; } | sha256sum | cut -c1-12)
+    if [[ ! -f $PYVENV/.complete ]]; then
+        say "making the Python host's virtualenv ($PYVENV)"
+        rm -rf "$PYVENV"
+        python3 -m venv "$PYVENV"
+        # shellcheck disable=SC2086
+        "$PYVENV/bin/python" -m pip install -q --disable-pip-version-check $PYREQ
+        touch "$PYVENV/.complete"
+    fi
+    PYTHON_SERVER="$PYVENV/bin/python $ROOT/bindings/python/examples/bench_server.py"
 fi
 if [[ -n "$NODE_SERVER" ]]; then
     SERVERS+=("switchyard-node|Switchyard (Node host)|$NODE_SERVER")
