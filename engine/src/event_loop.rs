@@ -59,6 +59,8 @@ pub(crate) struct EventLoop {
     /// Connections held by the engine-wide pause, read again on resume.
     paused: Vec<usize>,
     epoch: Instant,
+    /// The clock, read once per turn; `now_ms` is it in ms since `epoch`.
+    now: Instant,
     now_ms: u64,
     accept_paused: bool,
     stop_deadline: Option<u64>,
@@ -88,6 +90,7 @@ impl EventLoop {
             to_read: Vec::new(),
             paused: Vec::new(),
             epoch: Instant::now(),
+            now: Instant::now(),
             now_ms: 0,
             accept_paused: false,
             stop_deadline: None,
@@ -115,7 +118,8 @@ impl EventLoop {
                     break;
                 }
             }
-            self.now_ms = self.epoch.elapsed().as_millis() as u64;
+            self.now = Instant::now();
+            self.now_ms = self.now.duration_since(self.epoch).as_millis() as u64;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
@@ -215,6 +219,7 @@ impl EventLoop {
             to_read,
             paused,
             dirty,
+            now,
             now_ms,
             ..
         } = self;
@@ -229,6 +234,7 @@ impl EventLoop {
             scratch,
             topics,
             outgoing,
+            now: *now,
         };
         let config = &shared.config;
         let mut gone = false;

@@ -186,6 +186,8 @@ pub(crate) struct RequestEnv<'a> {
     pub(crate) key_index: usize,
     pub(crate) action_raw: &'a str,
     pub(crate) rid_raw: Option<&'a str>,
+    /// The loop's clock for this turn (a deferral's deadline counts from it).
+    pub(crate) now: std::time::Instant,
 }
 
 /// An event published on this loop, delivered to this loop's own
@@ -473,7 +475,7 @@ impl<'a> Ctx<'a> {
             },
             action_len: u32::try_from(env.action_raw.len()).ok()?,
             has_rid: env.rid_raw.is_some(),
-            deadline: std::time::Instant::now() + self.shared.config.reply_timeout,
+            deadline: env.now + self.shared.config.reply_timeout,
         };
         let raw = self.shared.cores[core]
             .pending

@@ -11,6 +11,7 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::action::{self, ExtractError, Rid, Routing};
 use crate::channel::{Channel, HookFn, Route};
@@ -33,6 +34,8 @@ pub(crate) struct Env<'a> {
     pub(crate) scratch: &'a mut String,
     pub(crate) topics: &'a mut TopicTable,
     pub(crate) outgoing: &'a mut Vec<LocalEvent>,
+    /// The loop's clock, read once per turn.
+    pub(crate) now: Instant,
 }
 
 impl<'a> Env<'a> {
@@ -144,6 +147,7 @@ pub(crate) fn dispatch_text(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, text
             key_index: a.key_index,
             action_raw: a.raw,
             rid_raw: rid,
+            now: env.now,
         }),
         deferred: None,
     };

@@ -98,6 +98,7 @@ impl Harness {
             scratch: &mut self.scratch,
             topics: &mut self.topics,
             outgoing: &mut self.outgoing,
+            now: std::time::Instant::now(),
         };
         let used = crate::event_loop::process(&mut env, self.id, &mut self.conn, &mut buf, 0);
         buf.drain(..used);
@@ -143,6 +144,7 @@ impl Harness {
             scratch: &mut self.scratch,
             topics: &mut self.topics,
             outgoing: &mut self.outgoing,
+            now: std::time::Instant::now(),
         };
         pipeline::dispatch_text(&mut env, self.id, &mut self.conn, text);
     }
