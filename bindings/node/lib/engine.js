@@ -20,8 +20,36 @@ import { SwitchyardError, RawJson, toJson } from './errors.js'
 import koffi from 'koffi'
 
 const TWO32 = 4294967296
+const STRIDE = EV.size / 4
+const RSTRIDE = RP.size / 4
+// Bytes of requests decoded with one call (see Engine._prepare).
+const TEXT_CHUNK = 1024
+// The largest payload parsed ahead with the others of its drain: small
+// ones gain most, and a drain's parsed payloads are all alive at once.
+const PARSE_AHEAD_MAX = 1024
+// Slots of the direct-mapped connection cache (a power of two).
+const CONN_SLOTS = 4096
+if (EV.actionLen !== EV.action + 2 || EV.payload !== EV.action + 4 || EV.session !== EV.action + 8) {
+  throw new Error('switchyard: unexpected switchyard_event layout')
+}
 const ERR_LEN = 512
 const NOOP = () => {}
+const UNPARSED = Symbol('unparsed')
+
+/** Whether `text` has exactly `name` at `at`, for `len` characters. */
+function sameName (name, text, at, len) {
+  if (name.length !== len) return false
+  for (let i = 0; i < len; i++) {
+    if (name.charCodeAt(i) !== text.charCodeAt(at + i)) return false
+  }
+  return true
+}
+
+/** A connection's slot in Engine._connSlots. */
+function connSlot (connId) {
+  const lo = connId >>> 0 // the low 32 bits
+  return (lo ^ (lo >>> 16)) & (CONN_SLOTS - 1)
+}
 
 function isThenable (v) {
   return v !== null && typeof v === 'object' && typeof v.then === 'function'
@@ -209,10 +237,14 @@ class Req {
     this.route = route
     this.action = action
     this.payloadText = payloadText
+    // The payload parsed ahead with the drain's others, or UNPARSED.
+    this.value = UNPARSED
     this.ctx = null
     this.controller = null
     this.cancelled = false
     this.settled = false
+    // Whether it is in engine._pending (only requests that wait).
+    this.pending = false
     this.started = 0
   }
 }
@@ -234,6 +266,12 @@ export class Engine {
     this._conns = new Map()
     this._pending = new Map()
     this._byChannelPtr = new Map()
+    // The last channel looked up: consecutive events usually share it.
+    this._lastChPtr = -1
+    this._lastCh = undefined
+    // Connections by a hash of their id's low word, checked against the
+    // id: spares most lookups in _conns (whose keys are heap numbers).
+    this._connSlots = new Array(CONN_SLOTS).fill(null)
     this._warned = new Set()
     this._closing = null
     this._now = 0
@@ -242,6 +280,12 @@ export class Engine {
     this._batch = Math.max(1, Math.min(options.batchSize ?? 1024, 65536))
     this._evBuf = Buffer.allocUnsafeSlow(this._batch * EV.size)
     this._ev32 = new Uint32Array(this._evBuf.buffer, this._evBuf.byteOffset, this._evBuf.length / 4)
+    // Per event of a drain, filled by _prepare.
+    this._routes = new Array(this._batch).fill(undefined)
+    this._actions = new Array(this._batch).fill(null)
+    this._payloads = new Array(this._batch).fill(null)
+    this._sessions = new Array(this._batch).fill(null)
+    this._valueAt = new Int32Array(this._batch)
     this._nOut = new BigUint64Array(1)
 
     this._recCap = 1024
@@ -249,12 +293,21 @@ export class Engine {
     this._rec32 = new Uint32Array(this._recBuf.buffer, this._recBuf.byteOffset, this._recBuf.length / 4)
     this._statuses = new Int32Array(this._recCap)
     this._nRec = 0
-    this._allocData(1 << 18)
+    this._allocData(1 << 14)
+    this._allocText(1 << 18)
+    this._texts = new Array(this._recCap) // the batch's JSON texts, in record order
+    this._nTexts = 0
+    this._textChars = 0
     this._inDrain = false
     this._flushScheduled = false
     this._flushCb = () => { this._flushScheduled = false; this._flush() }
     this._onData = () => this._drain()
     this._endDrain = () => { this._inDrain = false; this._flush() }
+  }
+
+  _allocText (size) {
+    this._text = Buffer.allocUnsafeSlow(size)
+    this._textAddr = Number(address(this._text))
   }
 
   _allocData (size) {
@@ -316,7 +369,8 @@ export class Engine {
       outbound: def.channelMiddleware ?? [],
       rateLimit: def.rateLimit,
       topics: def.topics ?? {},
-      routes
+      routes,
+      lastRoute: null
     })
     return this
   }
@@ -449,7 +503,7 @@ export class Engine {
       this._now = Date.now()
       for (const req of this._pending.values()) {
         if (this._now - req.started <= timeout + 100) continue
-        this._pending.delete(req.id)
+        this._unpend(req)
         req.cancelled = true
         if (req.controller) req.controller.abort(new SwitchyardError('timeout', 'the reply timeout passed'))
       }
@@ -509,15 +563,22 @@ export class Engine {
     const n = Number(this._nOut[0])
     if (n === 0) return
     const w = this._ev32
-    const stride = EV.size / 4
+    // The strings of a drain usually lie back to back in one buffer, in
+    // record order: then requests are decoded a chunk at a time (see
+    // _prepare); otherwise each decodes its own.
+    const start = this._contiguous(w, n)
+    const values = start === 0 ? null : this._prepare(w, n, start)
     this._inDrain = true
     try {
-      for (let i = 0, b = 0; i < n; i++, b += stride) {
+      for (let i = 0, b = 0; i < n; i++, b += STRIDE) {
         const kind = w[b + EV.kind]
         const connId = w[b + EV.conn] + w[b + EV.conn + 1] * TWO32
         try {
           switch (kind) {
-            case EVENT.REQUEST: this._request(w, b, connId); break
+            case EVENT.REQUEST:
+              if (start === 0 || this._routes[i] === undefined) this._request(w, b, connId)
+              else this._prepared(w, b, connId, i, values)
+              break
             case EVENT.OPEN: this._open(w, b, connId); break
             case EVENT.CLOSE: this._close(connId); break
             case EVENT.CANCEL: this._cancel(w[b + EV.request] + w[b + EV.request + 1] * TWO32); break
@@ -529,23 +590,168 @@ export class Engine {
         }
       }
     } finally {
+      if (start !== 0) {
+        this._actions.fill(null, 0, n)
+        this._payloads.fill(null, 0, n)
+        this._sessions.fill(null, 0, n)
+      }
       // Handlers that returned settled promises complete in the microtasks
       // queued above; flush after them, so their replies share this batch.
       queueMicrotask(this._endDrain)
     }
   }
 
+  /**
+   * Where the drain's `n` events have their strings when those lie back to
+   * back (event i's right after event i-1's, each as action, payload,
+   * session), else 0.
+   */
+  _contiguous (w, n) {
+    let start = 0
+    let end = 0
+    for (let i = 0, b = 0; i < n; i++, b += STRIDE) {
+      // action, payload, session: (pointer, length) each, in that order.
+      for (let f = b + EV.action, last = b + EV.session; f <= last; f += 4) {
+        const ptr = w[f] + w[f + 1] * TWO32
+        if (ptr === 0) {
+          if (w[f + 2] !== 0) return 0
+          continue
+        }
+        if (start === 0) { start = ptr; end = ptr }
+        if (ptr !== end || w[f + 3] !== 0) return 0
+        end += w[f + 2]
+      }
+    }
+    return start
+  }
+
+  /**
+   * For each request of a drain whose strings start at `start`, back to
+   * back: its route, action, payload and session (into _routes, _actions,
+   * _payloads, _sessions at the event's index; _routes[i] is undefined
+   * when the request must decode its own strings), and the payloads that
+   * routes parse (up to PARSE_AHEAD_MAX bytes), parsed with one JSON.parse
+   * of an array. Returns that array (its index per event in _valueAt, -1
+   * for none), or null.
+   *
+   * The bytes are decoded a chunk of whole events (about TEXT_CHUNK bytes)
+   * at a time, and sliced when the chunk was all ASCII (string length =
+   * byte length, so offsets in the text are offsets in the bytes). A
+   * string kept from a request keeps its chunk in memory, not the drain.
+   */
+  _prepare (w, n, start) {
+    const routes = this._routes
+    const actions = this._actions
+    const payloads = this._payloads
+    const sessions = this._sessions
+    const valueAt = this._valueAt
+    const parts = new Array(n)
+    let k = 0 // parts used
+    let text = ''
+    let from = 0 // the chunk `text` holds bytes [from, to) of the drain
+    let to = 0
+    let ascii = false
+    for (let i = 0, b = 0, at = 0; i < n; i++, b += STRIDE) {
+      const aLen = w[b + EV.actionLen]
+      const pLen = w[b + EV.payloadLen]
+      const sLen = w[b + EV.sessionLen]
+      const len = aLen + pLen + sLen
+      if (w[b + EV.kind] !== EVENT.REQUEST) {
+        at += len
+        continue
+      }
+      if (at + len > to) {
+        // A new chunk: this event, and the whole events after it that fit.
+        let end = at + len
+        for (let bj = b + STRIDE, bn = n * STRIDE; bj < bn; bj += STRIDE) {
+          const l = w[bj + EV.actionLen] + w[bj + EV.payloadLen] + w[bj + EV.sessionLen]
+          if (end + l - at > TEXT_CHUNK) break
+          end += l
+        }
+        text = decodeString(start + at, end - at)
+        ascii = text.length === end - at
+        from = at
+        to = end
+      }
+      if (!ascii) {
+        routes[i] = undefined
+        at += len
+        continue
+      }
+      const o = at - from
+      const ch = this._channelAt(w, b)
+      // The route of the channel's last request, when the name matches,
+      // spares a substring and a map lookup.
+      let route = ch === undefined ? null : ch.lastRoute
+      if (route !== null && sameName(route.name, text, o, aLen)) {
+        actions[i] = route.name
+      } else {
+        const action = text.slice(o, o + aLen)
+        actions[i] = action
+        route = ch === undefined ? undefined : ch.routes.get(action)
+        if (route === undefined) route = null
+        else ch.lastRoute = route
+      }
+      routes[i] = route
+      const p = o + aLen
+      const payload = text.slice(p, p + pLen)
+      payloads[i] = payload
+      const hasSession = w[b + EV.session] !== 0 || w[b + EV.session + 1] !== 0
+      sessions[i] = hasSession ? text.slice(p + pLen, p + pLen + sLen) : null
+      if (route !== null && route.parse && pLen <= PARSE_AHEAD_MAX) {
+        valueAt[i] = k
+        parts[k++] = payload
+      } else {
+        valueAt[i] = -1
+      }
+      at += len
+    }
+    if (k === 0) return null
+    parts.length = k
+    // Payloads are JSON objects (the engine checked them); should one not
+    // parse, each request parses its own and fails alone.
+    try {
+      return JSON.parse(`[${parts.join(',')}]`)
+    } catch {
+      return null
+    }
+  }
+
   _channelAt (w, b) {
     const ptr = w[b + EV.channel] + w[b + EV.channel + 1] * TWO32
+    if (ptr === this._lastChPtr) return this._lastCh
     let ch = this._byChannelPtr.get(ptr)
     if (ch === undefined) {
       const name = decodeString(ptr, w[b + EV.channelLen])
       ch = this._channels.get(name)
       this._byChannelPtr.set(ptr, ch)
     }
+    this._lastChPtr = ptr
+    this._lastCh = ch
     return ch
   }
 
+  _connAt (connId) {
+    const c = this._connSlots[connSlot(connId)]
+    if (c !== null && c.id === connId) return c
+    return this._conns.get(connId)
+  }
+
+  /** A request of a drain that _prepare went through (event `i`). */
+  _prepared (w, b, connId, i, values) {
+    const id = w[b + EV.request] + w[b + EV.request + 1] * TWO32
+    const route = this._routes[i]
+    if (route === null) {
+      this._queue(id, null, 'unknown_action', `no action '${this._actions[i]}'`)
+      return
+    }
+    const req = this._newReq(id, connId, route, this._actions[i], this._payloads[i], this._sessions[i])
+    const k = this._valueAt[i]
+    if (values !== null && k >= 0) req.value = values[k]
+    this._begin(req)
+  }
+
+  /** A request whose strings are decoded here. */
   _request (w, b, connId) {
     const id = w[b + EV.request] + w[b + EV.request + 1] * TWO32
     const ch = this._channelAt(w, b)
@@ -578,13 +784,26 @@ export class Engine {
       this._queue(id, null, 'unknown_action', `no action '${action}'`)
       return
     }
-    const conn = this._conns.get(connId)
+    this._begin(this._newReq(id, connId, route, action, payload, session))
+  }
+
+  _newReq (id, connId, route, action, payload, session) {
+    const conn = this._connAt(connId)
+    // The connection's copy of an unchanged session: the context keeps no
+    // slice of the drain's text for it.
+    if (session !== null && conn !== undefined && conn.sessionText === session) session = conn.sessionText
     const req = new Req(id, conn, connId, route, action, payload)
     req.ctx = new Context(this, conn, connId, req, session)
+    return req
+  }
+
+  _begin (req) {
+    const conn = req.conn
     if (conn !== undefined && conn.ready !== null) {
       // An async onConnect is still running: the request waits for it.
       req.started = this._now
-      this._pending.set(id, req)
+      req.pending = true
+      this._pending.set(req.id, req)
       conn.ready.then(() => this._run(req, true))
       return
     }
@@ -595,13 +814,25 @@ export class Engine {
     if (req.cancelled) return
     let result
     try {
-      result = req.route.chain(req.ctx, req.route.parse ? JSON.parse(req.payloadText) : req.payloadText)
+      let data = req.payloadText
+      if (req.route.parse) {
+        if (req.value === UNPARSED) {
+          data = JSON.parse(data)
+        } else {
+          data = req.value
+          req.value = UNPARSED
+        }
+      }
+      result = req.route.chain(req.ctx, data)
     } catch (e) {
       this._fail(req, e)
       return
     }
     if (isThenable(result)) {
-      if (!waited) this._pending.set(req.id, req)
+      if (!waited) {
+        req.pending = true
+        this._pending.set(req.id, req)
+      }
       req.started = this._now
       result.then((v) => this._done(req, v), (e) => this._fail(req, e))
     } else {
@@ -620,7 +851,7 @@ export class Engine {
     }
     if (req.settled) return
     req.settled = true
-    this._pending.delete(req.id)
+    if (req.pending) this._unpend(req)
     if (req.cancelled) return
     let json = null
     if (value !== undefined) {
@@ -636,10 +867,15 @@ export class Engine {
     this._queue(req.id, json, null, null)
   }
 
+  _unpend (req) {
+    req.pending = false
+    this._pending.delete(req.id)
+  }
+
   _fail (req, err) {
     if (req.settled) return
     req.settled = true
-    this._pending.delete(req.id)
+    if (req.pending) this._unpend(req)
     if (req.cancelled) return
     if (err instanceof SwitchyardError) {
       this._queue(req.id, null, err.code, err.message)
@@ -657,6 +893,7 @@ export class Engine {
     const session = sPtr === 0 ? null : decodeString(sPtr, sLen)
     const conn = new Conn(connId, ch, session)
     this._conns.set(connId, conn)
+    this._connSlots[connSlot(connId)] = conn
     if (ch && ch.onConnect) {
       const ctx = new Context(this, conn, connId, null, session)
       let r
@@ -671,6 +908,8 @@ export class Engine {
     const conn = this._conns.get(connId)
     if (conn === undefined) return
     this._conns.delete(connId)
+    const slot = connSlot(connId)
+    if (this._connSlots[slot] === conn) this._connSlots[slot] = null
     const hook = conn.channel && conn.channel.onDisconnect
     if (hook) {
       const ctx = new Context(this, conn, connId, null, conn.sessionText)
@@ -688,7 +927,7 @@ export class Engine {
   _cancel (id) {
     const req = this._pending.get(id)
     if (req === undefined) return
-    this._pending.delete(id)
+    this._unpend(req)
     req.cancelled = true
     if (!req.controller) return
     // The engine cancels a request when its client left, its engine
@@ -721,43 +960,48 @@ export class Engine {
   /** Adds a reply (json, or an error code and message) to the batch. */
   _queue (id, json, code, message) {
     if (this._ptr === null) return
-    if (this._nRec === this._recCap) this._flush()
-    let need = 0
-    if (json !== null) need += json.length * 3
-    if (code !== null) need += code.length + 2 + (message ? message.length * 3 : 0)
-    if (this._dataLen + need > this._data.length) {
+    // JSON texts are written at the flush, all at once (_writeTexts);
+    // error codes and messages right away. Room: 3 bytes per character.
+    const chars = json === null ? 0 : json.length
+    const need = code === null ? 0 : code.length + 2 + (message ? message.length * 3 : 0)
+    if (this._nRec === this._recCap || (this._textChars + chars) * 3 > this._text.length ||
+        this._dataLen + need > this._data.length) {
       this._flush()
+      if (chars * 3 > this._text.length) this._allocText(Math.max(chars * 3, this._text.length * 2))
       if (need > this._data.length) this._allocData(Math.max(need, this._data.length * 2))
     }
+    // 64-bit fields as two 32-bit words: a Uint32Array store keeps the low
+    // 32 bits of a number (below 2^53 here), `/ TWO32 >>> 0` the high ones.
     const w = this._rec32
-    const b = this._nRec * (RP.size / 4)
-    w[b + RP.request] = id % TWO32
-    w[b + RP.request + 1] = Math.floor(id / TWO32)
-    const data = this._data
+    const b = this._nRec * RSTRIDE
+    w[b + RP.request] = id
+    w[b + RP.request + 1] = (id / TWO32) >>> 0
     if (json !== null) {
-      const off = this._dataLen
-      const n = data.write(json, off)
-      const ptr = this._dataAddr + off
-      w[b + RP.json] = ptr % TWO32
-      w[b + RP.json + 1] = Math.floor(ptr / TWO32)
-      w[b + RP.jsonLen] = n
+      // Where the text will be if the batch's texts are all ASCII (else
+      // _writeTexts moves it).
+      const ptr = this._textAddr + this._textChars
+      w[b + RP.json] = ptr
+      w[b + RP.json + 1] = (ptr / TWO32) >>> 0
+      w[b + RP.jsonLen] = chars
       w[b + RP.jsonLen + 1] = 0
-      this._dataLen += n
+      this._texts[this._nTexts++] = json
+      this._textChars += chars
     } else {
       w[b + RP.json] = 0; w[b + RP.json + 1] = 0; w[b + RP.jsonLen] = 0; w[b + RP.jsonLen + 1] = 0
     }
     if (code !== null) {
+      const data = this._data
       let off = this._dataLen
       let ptr = this._dataAddr + off
       off += data.write(code, off, 'latin1')
       data[off++] = 0
-      w[b + RP.code] = ptr % TWO32
-      w[b + RP.code + 1] = Math.floor(ptr / TWO32)
+      w[b + RP.code] = ptr
+      w[b + RP.code + 1] = (ptr / TWO32) >>> 0
       ptr = this._dataAddr + off
-      if (message) off += data.write(message.includes('\0') ? message.replaceAll('\0', ' ') : message, off)
+      if (message) off += data.write(message.includes('\0') ? message.replaceAll('\0', ' ') : message, off, 'utf8')
       data[off++] = 0
-      w[b + RP.message] = ptr % TWO32
-      w[b + RP.message + 1] = Math.floor(ptr / TWO32)
+      w[b + RP.message] = ptr
+      w[b + RP.message + 1] = (ptr / TWO32) >>> 0
       this._dataLen = off
     } else {
       w[b + RP.code] = 0; w[b + RP.code + 1] = 0; w[b + RP.message] = 0; w[b + RP.message + 1] = 0
@@ -769,13 +1013,53 @@ export class Engine {
     }
   }
 
+  /**
+   * Writes the JSON texts of the batch's `n` records with one write of
+   * their concatenation; when some text was not ASCII (bytes differ from
+   * characters), writes them one by one and points the records at them.
+   */
+  _writeTexts (n) {
+    const texts = this._texts
+    const count = this._nTexts
+    const chars = this._textChars
+    this._nTexts = 0
+    this._textChars = 0
+    let all = texts[0]
+    if (count > 1) {
+      texts.length = count
+      all = texts.join('')
+      this._texts = new Array(this._recCap)
+    } else {
+      texts[0] = undefined
+    }
+    const buf = this._text
+    if (buf.write(all, 0, 'utf8') === chars) return
+    const w = this._rec32
+    for (let i = 0, k = 0, off = 0; i < n; i++) {
+      const b = i * RSTRIDE
+      if (w[b + RP.json] === 0 && w[b + RP.json + 1] === 0) continue
+      const len = buf.write(count > 1 ? texts[k++] : all, off, 'utf8')
+      const ptr = this._textAddr + off
+      w[b + RP.json] = ptr
+      w[b + RP.json + 1] = (ptr / TWO32) >>> 0
+      w[b + RP.jsonLen] = len
+      off += len
+    }
+  }
+
   /** Sends the batch with one switchyard_reply_batch call. */
   _flush () {
     const n = this._nRec
     if (n === 0) return
     this._nRec = 0
     this._dataLen = 0
-    if (this._ptr === null) return
+    if (this._ptr === null) {
+      this._texts.fill(undefined, 0, this._nTexts)
+      this._nTexts = 0
+      this._textChars = 0
+      return
+    }
+    if (this._nTexts > 0) this._writeTexts(n)
     const st = this._statuses
     C.reply_batch(this._ptr, this._recBuf, n, st)
     for (let i = 0; i < n; i++) {
@@ -783,7 +1067,7 @@ export class Engine {
       if (s === STATUS.OK || s === STATUS.STALE) continue
       // A reply the engine refused (an invalid error code, bad JSON text):
       // the request still needs an answer.
-      const b = i * (RP.size / 4)
+      const b = i * RSTRIDE
       const id = this._rec32[b + RP.request] + this._rec32[b + RP.request + 1] * TWO32
       const why = C.strerror(s)
       this._onError(new Error(`switchyard: a reply was refused: ${why}`), null)
@@ -921,6 +1205,9 @@ export class Engine {
         C.cq_free(this._cq)
         this._cq = null
         this._nRec = 0
+        this._texts.fill(undefined, 0, this._nTexts)
+        this._nTexts = 0
+        this._textChars = 0
         this._state = 'closed'
         for (const req of this._pending.values()) {
           req.cancelled = true
@@ -928,6 +1215,7 @@ export class Engine {
         }
         this._pending.clear()
         this._conns.clear()
+        this._connSlots.fill(null)
       }
     })()
     return this._closing
