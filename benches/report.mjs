@@ -204,7 +204,7 @@ p(`- CPU: ${cpuModel}, \`nproc\` = ${os.cpus().length}`);
 p(`- kernel: ${os.release()}; ${sh('node --version') ? `Node ${sh('node --version')}` : ''}; ${sh('rustc --version')}`);
 p(`- load average (1/5/15 min) before the run: ${args['load-before']}, after: ${args['load-after']} — the machine was shared with other engineers' builds, so throughput and latency are noisy; CPU per message much less so`);
 p(`- pinning: server \`taskset -c ${args['server-cpu']}\`, load generator \`taskset -c ${args['client-cpu']}\` (except the cores test, below)`);
-p(`- per run: ${args.warmup} s warm-up, then ${args.duration} s measured, then up to ${args.drain} s drain for what is in flight; whole run ${Math.floor(args.elapsed / 60)} min ${args.elapsed % 60} s${args.build ? `, of which ${args.build} s building and installing (the machine was loaded by other builds) and ${args.elapsed - args.build} s measuring` : ''}`);
+p(`- per run: ${args.settle ? `${args.settle} s of quiet, then ` : ''}${args.warmup} s warm-up, then ${args.duration} s measured, then up to ${args.drain} s drain for what is in flight; whole run ${Math.floor(args.elapsed / 60)} min ${args.elapsed % 60} s${args.build ? `, of which ${args.build} s building and installing and ${args.elapsed - args.build} s measuring` : ''}`);
 p();
 
 // Targets summary.

@@ -23,8 +23,11 @@
 # generator to CPU $CLIENT_CPU with taskset.
 #
 # Environment (all optional):
-#   ROUNDS=5 DURATION=1.5 WARMUP=0.5 DRAIN=1  rounds; seconds measured / warmed up per
-#                                     run / waited at most for what is in flight
+#   ROUNDS=5 DURATION=1.5 WARMUP=1 DRAIN=1  rounds; seconds measured / warmed up per
+#                                     run (JIT-compiled servers need about a second) /
+#                                     waited at most for what is in flight
+#   SETTLE=1                          seconds of quiet before each run (the previous
+#                                     server's exit and sockets settle)
 #   SERVER_CPU=0 CLIENT_CPU=1         the cores
 #   ONLY="rr fanout idle cores"       a subset of the tests
 #   OUT=BENCHMARKS.md                 where the report goes
@@ -49,7 +52,8 @@ cd "$ROOT"
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-1.5}
 DRAIN=${DRAIN:-1}
-WARMUP=${WARMUP:-0.5}
+WARMUP=${WARMUP:-1}
+SETTLE=${SETTLE:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 ONLY=${ONLY:-"rr fanout idle cores"}
@@ -152,6 +156,7 @@ run_one() {
     shift
     local cmd=("$@")
     local out err rc=0
+    sleep "$SETTLE"
     out=$(timeout 120 taskset -c "$ccpu" "$LOADGEN" "${args[@]}" --json \
         --spawn-server taskset -c "$scpu" "${cmd[@]}" 2>"$RESULTS_DIR/last.err") || rc=$?
     cat "$RESULTS_DIR/last.err" >>"$RESULTS_DIR/runs.log"
@@ -245,7 +250,7 @@ LOADS_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(($(date +%s) - START))
 say "writing $OUT"
 node "$ROOT/benches/report.mjs" \
-    --results "$RESULTS" --out "$OUT" --rounds "$ROUNDS" --duration "$DURATION" --warmup "$WARMUP" --drain "$DRAIN" \
+    --results "$RESULTS" --out "$OUT" --rounds "$ROUNDS" --duration "$DURATION" --warmup "$WARMUP" --drain "$DRAIN" --settle "$SETTLE" \
     --server-cpu "$SERVER_CPU" --client-cpu "$CLIENT_CPU" \
     --load-before "$LOADS" --load-after "$LOADS_AFTER" --elapsed "$ELAPSED" --build "$BUILT" \
     --profile "${PROFILE_NOTES:-$ROOT/benches/profile-notes.md}"
