@@ -64,6 +64,9 @@ RESULTS=$RESULTS_DIR/results.jsonl
 mkdir -p "$RESULTS_DIR"
 : >"$RESULTS"
 START=$(date +%s)
+WHEN=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+DIRTY=$([[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]] && echo 1 || echo 0)
 
 say() { printf '[%4ds] %s\n' $(($(date +%s) - START)) "$*" >&2; }
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -251,7 +254,7 @@ ELAPSED=$(($(date +%s) - START))
 say "writing $OUT"
 node "$ROOT/benches/report.mjs" \
     --results "$RESULTS" --out "$OUT" --rounds "$ROUNDS" --duration "$DURATION" --warmup "$WARMUP" --drain "$DRAIN" --settle "$SETTLE" \
-    --server-cpu "$SERVER_CPU" --client-cpu "$CLIENT_CPU" \
+    --server-cpu "$SERVER_CPU" --client-cpu "$CLIENT_CPU" --commit "$COMMIT" --dirty "$DIRTY" --when "$WHEN" \
     --load-before "$LOADS" --load-after "$LOADS_AFTER" --elapsed "$ELAPSED" --build "$BUILT" \
     --profile "${PROFILE_NOTES:-$ROOT/benches/profile-notes.md}"
 say "done in ${ELAPSED}s; raw results in ${RESULTS#"$ROOT"/}"
