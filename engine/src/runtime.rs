@@ -631,11 +631,11 @@ impl std::fmt::Debug for ReplyBatch<'_> {
 }
 
 impl ReplyBatch<'_> {
-    fn add(&mut self, core: usize, conn: ConnId, frame: Bytes) {
-        if self.frames.len() <= core {
-            self.frames.resize_with(core + 1, Vec::new);
+    fn add(frames: &mut Vec<Vec<(ConnId, Bytes)>>, core: usize, conn: ConnId, frame: Bytes) {
+        if frames.len() <= core {
+            frames.resize_with(core + 1, Vec::new);
         }
-        self.frames[core].push((conn, frame));
+        frames[core].push((conn, frame));
     }
 
     /// Completes a deferred request with a result, as
@@ -645,7 +645,7 @@ impl ReplyBatch<'_> {
             return Completion::Stale;
         };
         let frame = self.shared.encode_for(&p, &result);
-        self.add(id.raw().core, p.conn, frame);
+        Self::add(&mut self.frames, id.raw().core, p.conn, frame);
         Completion::Accepted
     }
 
@@ -658,11 +658,7 @@ impl ReplyBatch<'_> {
             return Ok(Completion::Stale);
         };
         let frame = reply::encode_scanned(&self.shared.envelope(&p), &scanned);
-        let core = id.raw().core;
-        if self.frames.len() <= core {
-            self.frames.resize_with(core + 1, Vec::new);
-        }
-        self.frames[core].push((p.conn, frame));
+        Self::add(&mut self.frames, id.raw().core, p.conn, frame);
         Ok(Completion::Accepted)
     }
 
