@@ -167,6 +167,27 @@ impl<T> GenSlab<T> {
         })
     }
 
+    /// Asks the CPU to start loading `slot`'s entry (its first two cache
+    /// lines): a fan-out walks a thousand subscribers whose connections
+    /// are rarely in cache, and queueing to one waits on that load. Only a
+    /// hint; nothing happens off x86-64 (or under Miri) or for a slot out
+    /// of range.
+    #[inline]
+    #[cfg_attr(any(not(target_arch = "x86_64"), miri), allow(unused_variables))]
+    pub(crate) fn prefetch(&self, slot: usize) {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        if let Some(e) = self.entries.get(slot) {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let p = std::ptr::from_ref(e).cast::<i8>();
+            // SAFETY: a prefetch never faults and reads nothing visible;
+            // `p` points into a live entry anyway.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(p);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+            }
+        }
+    }
+
     fn entry(&self, id: RawId) -> Option<&Entry<T>> {
         if id.core != self.core {
             return None;
