@@ -126,7 +126,9 @@ impl EventLoop {
                     WAKER => {}
                     Token(slot) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.pump(slot);
+                            // Data alone: a short read drains the socket.
+                            let data_only = !event.is_read_closed() && !event.is_error();
+                            self.pump(slot, data_only);
                         }
                         if event.is_writable() {
                             self.dirty.push(slot);
@@ -136,7 +138,7 @@ impl EventLoop {
             }
             self.drain_inbox();
             for slot in std::mem::take(&mut self.to_read) {
-                self.pump(slot);
+                self.pump(slot, false);
             }
             if self.now_ms >= next_tick {
                 self.on_tick();
@@ -206,7 +208,14 @@ impl EventLoop {
 
     /// Reads a connection until `WouldBlock`, a pause, or its share of the
     /// turn, running every complete frame through the pipeline.
-    fn pump(&mut self, slot: usize) {
+    ///
+    /// `short_read_drains`: the readiness event reported data and neither
+    /// an end of input nor an error, so a read shorter than asked for has
+    /// emptied the socket and the `WouldBlock` read after it is skipped (a
+    /// syscall per connection per turn). Data or a FIN arriving after the
+    /// event was taken raises a new edge; a FIN that came with the data was
+    /// in the event's flags, and then this is `false`.
+    fn pump(&mut self, slot: usize, short_read_drains: bool) {
         let EventLoop {
             shared,
             core,
@@ -240,11 +249,17 @@ impl EventLoop {
         let mut gone = false;
         let global_pause = shared.reading_paused();
         let mut reads = 0;
+        let mut drained = false;
         loop {
+            // Blocked first: a connection held by the engine-wide pause
+            // must be listed for the resume even when its socket is empty.
             if conn.read_blocked(config, global_pause) {
                 if global_pause {
                     paused.push(slot);
                 }
+                break;
+            }
+            if drained && !conn.stalled {
                 break;
             }
             if reads == READS_PER_TURN {
@@ -261,6 +276,7 @@ impl EventLoop {
                 conn.inbuf = buf;
                 continue;
             }
+            let mut asked = rbuf.len();
             let result = if conn.inbuf.is_empty() {
                 match conn.stream.read(rbuf) {
                     Ok(0) => Ok(0),
@@ -277,6 +293,7 @@ impl EventLoop {
                 let mut buf = std::mem::take(&mut conn.inbuf);
                 let have = buf.len();
                 let want = needed(&buf, config.max_message_bytes).max(4096);
+                asked = want;
                 buf.resize(have + want, 0);
                 let r = conn.stream.read(&mut buf[have..]);
                 let n = *r.as_ref().unwrap_or(&0);
@@ -296,14 +313,14 @@ impl EventLoop {
                     gone = true;
                     break;
                 }
-                Ok(_) => {
-                    // Read on until WouldBlock even after a short read: a
-                    // FIN that arrived with the data raises no new edge, so
-                    // stopping early would miss the end of the connection.
+                Ok(n) => {
                     if conn.phase == Phase::Handshake
                         && conn.inbuf.len() >= config.max_handshake_bytes
                     {
                         conn.http_reply(HttpResponse::text(431, "request too large\n").to_bytes());
+                    }
+                    if short_read_drains && n < asked {
+                        drained = true;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
