@@ -65,6 +65,17 @@ impl Envelope<'_> {
     }
 }
 
+/// Writes the comma before each member after the first; `any`: members
+/// (the envelope's) were already written.
+fn separator(mut any: bool) -> impl FnMut(&mut Vec<u8>) {
+    move |out: &mut Vec<u8>| {
+        if any {
+            out.push(b',');
+        }
+        any = true;
+    }
+}
+
 /// Why a reply could not be encoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct InvalidReply(pub(crate) String);
@@ -73,13 +84,7 @@ pub(crate) struct InvalidReply(pub(crate) String);
 pub(crate) fn encode_reply(env: &Envelope<'_>, reply: &Reply) -> Result<Bytes, InvalidReply> {
     let mut fb = FrameBuf::with_capacity(96);
     let out = fb.payload();
-    let mut any = env.open(out);
-    let mut sep = |out: &mut Vec<u8>| {
-        if any {
-            out.push(b',');
-        }
-        any = true;
-    };
+    let mut sep = separator(env.open(out));
     match reply {
         Reply::Ack | Reply::Deferred => {}
         Reply::Value(Value::Object(map)) => {
@@ -169,13 +174,7 @@ pub(crate) fn encode_scanned(env: &Envelope<'_>, scanned: &Scanned<'_, '_>) -> B
     };
     let mut fb = FrameBuf::with_capacity(hint);
     let out = fb.payload();
-    let mut any = env.open(out);
-    let mut sep = |out: &mut Vec<u8>| {
-        if any {
-            out.push(b',');
-        }
-        any = true;
-    };
+    let mut sep = separator(env.open(out));
     splice(out, env, scanned, &mut sep);
     out.push(b'}');
     fb.finish(OpCode::Text)

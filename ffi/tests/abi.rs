@@ -422,27 +422,7 @@ fn s(p: *const c_char, n: usize) -> String {
 }
 
 fn drain(cq: *mut switchyard_cq, max: usize) -> Vec<Ev> {
-    let mut buf = vec![
-        switchyard_event {
-            kind: 0,
-            reserved: 0,
-            conn_id: 0,
-            request_id: 0,
-            channel: ptr::null(),
-            channel_len: 0,
-            action: ptr::null(),
-            action_len: 0,
-            payload: ptr::null(),
-            payload_len: 0,
-            session: ptr::null(),
-            session_len: 0,
-        };
-        max
-    ];
-    let mut n = 0;
-    // SAFETY: `buf` holds `max` records.
-    ok(unsafe { switchyard_cq_drain(cq, buf.as_mut_ptr(), max, &mut n) });
-    buf[..n]
+    drain_raw(cq, max)
         .iter()
         .map(|e| Ev {
             kind: e.kind,
