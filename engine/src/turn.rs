@@ -57,10 +57,11 @@ pub(crate) fn enter() {
 /// logged; the others still run. Hooks asked for while they run (from
 /// inside one) run at once.
 pub(crate) fn finish() {
-    let hooks = HOOKS.with(|h| std::mem::take(&mut *h.borrow_mut()));
-    if hooks.is_empty() {
+    // Most turns ask for nothing: leave the list (and its allocation) be.
+    if HOOKS.with(|h| h.borrow().is_empty()) {
         return;
     }
+    let hooks = HOOKS.with(|h| std::mem::take(&mut *h.borrow_mut()));
     IN_TURN.with(|t| t.set(false));
     for hook in &hooks {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook.turn_end()));
