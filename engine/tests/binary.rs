@@ -1,6 +1,6 @@
 //! Binary frames: without a binary handler they get `binary_not_supported`
 //! and the connection stays open; with one, `ctx.send_binary` answers.
-mod util;
+use crate::util;
 
 use serde_json::json;
 use switchyard::{Channel, Reply};

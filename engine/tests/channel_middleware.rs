@@ -1,7 +1,7 @@
 //! Channel middleware on outbound messages: transform, drop, fan-out
 //! through the rest of the chain, sharing by tag, pushes by default, and
 //! replies and events only where the channel opts in.
-mod util;
+use crate::util;
 
 use std::time::Duration;
 

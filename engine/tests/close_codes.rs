@@ -1,7 +1,7 @@
 //! PROTOCOL.md §7: each way a connection ends gets its close code, and
 //! `Engine::stats().closes` counts it. Malformed traffic is written by hand
 //! over a raw `TcpStream`.
-mod util;
+use crate::util;
 
 use std::io::Write;
 use std::net::TcpStream;

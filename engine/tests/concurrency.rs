@@ -1,6 +1,6 @@
 //! Many connections over two loops: each gets its own replies, both loops
 //! hold connections, and the open count returns to zero.
-mod util;
+use crate::util;
 
 use std::sync::{Arc, Barrier};
 use std::thread;

@@ -1,6 +1,6 @@
 //! Invalid configurations and channel definitions are an `Err` from
 //! `listen()`, never a panic.
-mod util;
+use crate::util;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;

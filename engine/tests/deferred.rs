@@ -1,7 +1,7 @@
 //! Deferred replies (PROTOCOL.md §6, §7): a handler calls `ctx.defer()`,
 //! returns `Reply::Deferred`, and answers later from any thread. Each request
 //! gets exactly one answer; late answers are `Completion::Stale`.
-mod util;
+use crate::util;
 
 use std::sync::mpsc;
 use std::sync::Mutex;

@@ -2,7 +2,7 @@
 //! FIN often arrive in one readiness event, and the loop (which skips the
 //! read that would only say `WouldBlock` after a short read) must still see
 //! the end of input and release the connection.
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;

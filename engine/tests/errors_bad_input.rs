@@ -1,7 +1,7 @@
 //! PROTOCOL.md §3.2: every bad request gets exactly one error frame with the
 //! right code, `action` and `rid` echoed whenever they could be read, and the
 //! connection keeps serving.
-mod util;
+use crate::util;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

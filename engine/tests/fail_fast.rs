@@ -8,7 +8,7 @@
 //!   4.2.5, 7.3.6 were "FAILED BY CLIENT" before);
 //! - a continuation frame that would make the message too big fails at its
 //!   header, before its payload is buffered.
-mod util;
+use crate::util;
 
 use std::io::Write;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! RFC 6455 fragmentation: a message split into fragments, with control
 //! frames between them, is reassembled and routed; broken sequences close
 //! the connection (1002, or 1007 for invalid UTF-8 across fragments).
-mod util;
+use crate::util;
 
 use std::io::Write;
 use std::time::Duration;

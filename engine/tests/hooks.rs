@@ -1,7 +1,7 @@
 //! Lifecycle hooks: `on_connect` runs once per connection right after the
 //! upgrade, `on_disconnect` once when it ends, however it ends; both see the
 //! connection's `ConnId`.
-mod util;
+use crate::util;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! ABI's completion queue builds on it): exclusive routes, session changes
 //! and subscriptions posted from a host thread, cancellation when a client
 //! leaves mid-request, and the engine-wide reading pause.
-mod util;
+use crate::util;
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};

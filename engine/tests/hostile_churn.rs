@@ -2,8 +2,8 @@
 //! way: a full session closed normally, an upgrade dropped at once, a bare
 //! TCP connect, and TCP resets (SO_LINGER 0) in the middle of the upgrade
 //! request, in the middle of a frame, and with a reply on its way.
-mod hostile;
-mod util;
+use crate::hostile;
+use crate::util;
 
 use std::io::Write;
 use std::time::{Duration, Instant};

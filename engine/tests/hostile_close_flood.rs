@@ -1,8 +1,8 @@
 //! A close-frame flood: clients that send thousands of close frames (and
 //! data after them). The engine answers exactly one close, ends the TCP
 //! connection, and ignores the rest.
-mod hostile;
-mod util;
+use crate::hostile;
+use crate::util;
 
 use std::io::Write;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! `[` nested 200,000 deep (and `{"a":` nested as deep) in a text message:
 //! the client gets `bad_json`, the loop thread does not overflow its stack,
 //! and the connection keeps working.
-mod hostile;
-mod util;
+use crate::hostile;
+use crate::util;
 
 use serde_json::json;
 

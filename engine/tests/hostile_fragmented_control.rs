@@ -2,8 +2,8 @@
 //! §5.4: pings, pongs and a close may come between the fragments of one
 //! message). Pings are answered at once, in order; the message arrives
 //! whole; a close in the middle ends the connection normally.
-mod hostile;
-mod util;
+use crate::hostile;
+use crate::util;
 
 use std::io::Write;
 use std::time::Duration;

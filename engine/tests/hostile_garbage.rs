@@ -1,7 +1,7 @@
 //! TLS or garbage sent to the plain port: answered `400` (or dropped) and
 //! closed, never upgraded, never taken as frames.
-mod hostile;
-mod util;
+use crate::hostile;
+use crate::util;
 
 use std::io::Write;
 use std::time::Duration;

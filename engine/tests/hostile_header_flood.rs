@@ -1,8 +1,8 @@
 //! Header floods: an upgrade request with endless headers, or too many of
 //! them. The engine answers `431` and closes once the request passes its
 //! size limit (8 KiB by default), without buffering what follows.
-mod hostile;
-mod util;
+use crate::hostile;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -3,8 +3,8 @@
 //! under the default slow-consumer policy, the engine closes it with 1013
 //! and frees the backlog. Under policy `drop` it stops reading the client
 //! instead, and memory stays bounded either way.
-mod hostile;
-mod util;
+use crate::hostile;
+use crate::util;
 
 use std::io::Write;
 use std::time::Duration;

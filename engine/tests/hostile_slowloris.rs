@@ -1,8 +1,8 @@
 //! Slowloris: clients that open a connection and send the upgrade request a
 //! byte at a time, or nothing at all, never finishing it. Each is dropped
 //! at the handshake timeout even though bytes keep arriving (PROTOCOL.md §7).
-mod hostile;
-mod util;
+use crate::hostile;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

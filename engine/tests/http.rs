@@ -2,7 +2,7 @@
 //! `/healthz`, `/metrics` (when enabled), the host's fallback, or `426`; an
 //! upgrade to a path no channel serves gets `404`; malformed requests `400`,
 //! oversized ones `431`.
-mod util;
+use crate::util;
 
 use std::io::Write;
 use std::time::Duration;

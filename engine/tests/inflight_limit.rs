@@ -1,6 +1,6 @@
 //! PROTOCOL.md §7: at `max_inflight_per_connection` deferred requests the
 //! engine stops reading that socket until one completes; no error is sent.
-mod util;
+use crate::util;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -6,16 +6,9 @@
 //! and tested. The whole generator runs end to end in its own smoke test,
 //! which `cargo test --all-targets` starts (the bench binary without
 //! arguments).
-
-#[allow(dead_code)]
-#[path = "../benches/loadgen/hist.rs"]
-mod hist;
-#[allow(dead_code)]
-#[path = "../benches/loadgen/parse.rs"]
-mod parse;
-#[allow(dead_code)]
-#[path = "../benches/loadgen/ws.rs"]
-mod ws;
+//!
+//! The generator's modules are declared at the test crate's root
+//! (`main.rs`): they refer to each other as `crate::ws` and so on.
 
 mod framing {
     use crate::ws::*;

@@ -1,7 +1,7 @@
 //! Wire middleware: global → channel → route → handler, onion order (code
 //! after `next` sees the reply), each short-circuit, and a panicking
 //! middleware.
-mod util;
+use crate::util;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! A host that defers every request and never replies: each one gets a
 //! `timeout` error (with its action and rid) after the reply timeout, the
 //! pending-request table empties, and a late reply is refused.
-mod hostile;
-mod util;
+use crate::hostile;
+use crate::util;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

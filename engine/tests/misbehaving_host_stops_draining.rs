@@ -3,8 +3,8 @@
 //! engine stops reading that socket (PROTOCOL.md §7), so the client's
 //! writes back up in TCP and the engine's memory stays bounded; when the
 //! host drains again, every request is answered.
-mod hostile;
-mod util;
+use crate::hostile;
+use crate::util;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 //! queues them; synchronous handlers reply in request order, however the
 //! requests arrive (one per packet, or many per packet, pipelined right
 //! behind the upgrade).
-mod util;
+use crate::util;
 
 use std::io::Write;
 

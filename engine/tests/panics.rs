@@ -1,7 +1,7 @@
 //! PROTOCOL.md §3.2 `internal`: a panicking handler gets an `internal` error
 //! and the engine keeps serving; a panicking `on_connect` closes that
 //! connection with 1011 and nothing else.
-mod util;
+use crate::util;
 
 use serde_json::json;
 use switchyard::{Channel, HandlerError};

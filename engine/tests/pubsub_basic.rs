@@ -1,6 +1,6 @@
 //! Pub/sub semantics (PROTOCOL.md §5): own publishes, exclusion,
 //! unsubscribe, cleanup on disconnect, publishes from a foreign thread.
-mod util;
+use crate::util;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! 40 subscribers spread over them, and several publishers (clients on any
 //! loop, plus a foreign thread), every subscriber gets every event, in each
 //! publisher's order.
-mod util;
+use crate::util;
 
 use std::collections::HashMap;
 

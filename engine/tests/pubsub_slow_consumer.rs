@@ -2,7 +2,7 @@
 //! closed with 1013 under policy `close`, or has its drops counted under
 //! `drop`; meanwhile a subscriber that keeps up gets every event in order,
 //! and server memory stays bounded.
-mod util;
+use crate::util;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! PROTOCOL.md §3.4: a handler, a hook or another thread may push any JSON
 //! object to a connection; it is sent as given. Anything but an object is
 //! refused.
-mod util;
+use crate::util;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The rate-limit middleware: refusal with `rate_limited`, then recovery as
 //! the bucket refills; per connection, per route, and shared.
-mod util;
+use crate::util;
 
 use std::time::Duration;
 

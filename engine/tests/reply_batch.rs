@@ -1,7 +1,7 @@
 //! `EngineHandle::reply_batch` and `reply_json`: many deferred requests
 //! completed at once, on connections of different loops; JSON text checked
 //! in one scan, invalid text refused without spending the request.
-mod util;
+use crate::util;
 
 use std::sync::mpsc;
 use std::sync::Mutex;

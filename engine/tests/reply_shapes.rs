@@ -1,7 +1,7 @@
 //! PROTOCOL.md §3.1: what a handler returns decides the reply's shape; the
 //! routing key and `rid` come first, and a handler gets the request without
 //! them.
-mod util;
+use crate::util;
 
 use serde_json::{json, Value};
 use switchyard::{Channel, Reply};

@@ -1,7 +1,7 @@
 //! PROTOCOL.md §2: `rid` is optional, a string of at most 128 bytes or an
 //! integer, and is echoed byte for byte (compared here as raw text, since a
 //! JSON parser would round big integers).
-mod util;
+use crate::util;
 
 use switchyard::{Channel, HandlerError, Reply};
 use util::*;

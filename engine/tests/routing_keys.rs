@@ -2,7 +2,7 @@
 //! present with a string value naming a registered route wins, and the reply
 //! envelope uses the key that matched. A default handler receives the raw
 //! text of every message no route takes.
-mod util;
+use crate::util;
 
 use serde_json::{json, Value};
 use switchyard::{Channel, Reply};

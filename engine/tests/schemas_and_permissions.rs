@@ -1,6 +1,6 @@
 //! Input schemas (`invalid_input` naming the member), permission groups
 //! (`forbidden`; any group, all of its predicates), and the manifest.
-mod util;
+use crate::util;
 
 use serde_json::{json, Value};
 use switchyard::middleware::predicate_fn;

@@ -1,7 +1,7 @@
 //! PROTOCOL.md §4: a session set by one request applies to every later
 //! request on that connection; requests already running keep the one they
 //! started with.
-mod util;
+use crate::util;
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};

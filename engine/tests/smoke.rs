@@ -1,4 +1,4 @@
-mod util;
+use crate::util;
 use serde_json::json;
 use switchyard::{Channel, Reply};
 use util::*;

@@ -1,6 +1,6 @@
 //! `Engine::stats()`: messages and bytes in and out, errors by code, and
 //! connections open and total, counted as the traffic says.
-mod util;
+use crate::util;
 
 use std::io::Write;
 

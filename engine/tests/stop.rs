@@ -1,7 +1,7 @@
 //! `Engine::stop()` (and dropping the engine) closes every client with 1001,
 //! joins the loops, and afterwards no handler runs and deferred replies are
 //! `Stale`.
-mod util;
+use crate::util;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};

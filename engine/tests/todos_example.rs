@@ -6,7 +6,7 @@
 //! (same profile as these tests), and its path is taken from cargo's JSON
 //! output.
 
-mod util;
+use crate::util;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

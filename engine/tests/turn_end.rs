@@ -1,7 +1,7 @@
 //! `switchyard::at_turn_end`: a hook a handler asks for runs once, after
 //! the loop turn that asked, not once per request. (Hosts use it to wake
 //! themselves once per turn; see the completion queue of the C ABI.)
-mod util;
+use crate::util;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};

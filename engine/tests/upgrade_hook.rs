@@ -1,6 +1,6 @@
 //! The per-channel upgrade hook: reject with 401 or 403, accept with an
 //! initial session (bearer token, cookie, query), accept without one.
-mod util;
+use crate::util;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

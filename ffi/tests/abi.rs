@@ -4,7 +4,7 @@
 //! functions' invalid arguments inside a live callback, and the completion
 //! queue (events, notification pipe, backpressure with nothing dropped).
 
-mod util;
+use crate::util;
 
 use std::ffi::{c_char, c_void, CStr};
 use std::os::fd::RawFd;

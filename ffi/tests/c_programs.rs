@@ -6,7 +6,7 @@
 //! (tungstenite), and checks that they exit cleanly with no sanitizer
 //! report. One example also runs under valgrind, built without ASAN.
 
-mod util;
+use crate::util;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! input schemas (enforced), output schemas and topics (manifest), the audit
 //! log, with invalid and NULL arguments.
 
-mod util;
+use crate::util;
 
 use std::ffi::{c_char, c_void, CStr};
 use std::io::{Read, Write};

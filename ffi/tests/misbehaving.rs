@@ -2,7 +2,7 @@
 //! the engine within the reply timeout, a late reply is `STALE`, and the
 //! connection keeps being served.
 
-mod util;
+use crate::util;
 
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr;

@@ -4,7 +4,7 @@
 //! are real, injected by `panic::fault` (cargo feature `fault-injection`,
 //! enabled for this crate's tests only; it adds no C symbol).
 
-mod util;
+use crate::util;
 
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr;
