@@ -23,7 +23,9 @@
 //! It prints `listening on ws://ADDR/bench` as its first line on standard
 //! output, then runs until its standard input reaches end of file (so a
 //! parent process stops it by closing the pipe) or it gets SIGINT or
-//! SIGTERM. A shell starts background jobs with standard input from
+//! SIGTERM. On the way out it prints its counters to standard error,
+//! among them frames per write system call (how well fan-out batched). A
+//! shell starts background jobs with standard input from
 //! `/dev/null`, which would stop it at once: pass `--ignore-stdin` there.
 //!
 //! Each connection's outbound queue may hold 8 MiB (the default is 1 MiB),
@@ -197,7 +199,14 @@ fn main() -> ExitCode {
         watch_stdin(stop_tx);
     }
     let why = stop_rx.recv().unwrap_or("no stop source left");
-    eprintln!("bench_server: {why}, stopping");
+    let st = engine.stats();
+    eprintln!(
+        "bench_server: {why}, stopping; {} messages in, {} frames out in {} writes ({:.1} frames per write)",
+        st.messages_in,
+        st.messages_out,
+        st.writes,
+        st.messages_out as f64 / st.writes.max(1) as f64
+    );
     engine.stop();
     ExitCode::SUCCESS
 }

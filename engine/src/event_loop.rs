@@ -643,9 +643,12 @@ impl EventLoop {
         conn.listed = false;
         let result = conn.outbox.write_to(&mut conn.stream);
         let failed = match result {
-            Ok((n, flush)) => {
-                bump(&shared.cores[self.core].stats.bytes_out, n as u64);
-                if flush == crate::outbox::Flush::Drained {
+            Ok(written) => {
+                let stats = &shared.cores[self.core].stats;
+                bump(&stats.bytes_out, written.bytes as u64);
+                bump(&stats.writes, u64::from(written.calls));
+                let n = written.bytes;
+                if written.flush == crate::outbox::Flush::Drained {
                     match conn.phase {
                         Phase::Closing { peer_closed: true } | Phase::HttpReply => {
                             conn.stream.shutdown_write();

@@ -14,6 +14,18 @@ use bytes::{Buf, Bytes};
 /// Most frames handed to one `writev`.
 const MAX_IOVECS: usize = 64;
 
+/// What one [`Outbox::write_to`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes the writer took.
+    pub bytes: usize,
+    /// `write_vectored` calls made (system calls, on a socket), counting the
+    /// last one even when it would have blocked.
+    pub calls: u32,
+    /// Whether the queue drained.
+    pub flush: Flush,
+}
+
 /// What a flush achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flush {
@@ -80,9 +92,10 @@ impl Outbox {
     }
 
     /// Writes as much as `w` takes, `MAX_IOVECS` frames per call. Returns
-    /// the bytes written and whether the queue drained.
-    pub fn write_to(&mut self, w: &mut impl Write) -> io::Result<(usize, Flush)> {
+    /// the bytes written, the calls made and whether the queue drained.
+    pub fn write_to(&mut self, w: &mut impl Write) -> io::Result<Written> {
         let mut total = 0;
+        let mut calls = 0;
         while !self.frames.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n = 0;
@@ -90,11 +103,16 @@ impl Outbox {
                 slices[n] = IoSlice::new(frame);
                 n += 1;
             }
+            calls += 1;
             let written = match w.write_vectored(&slices[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => written,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok((total, Flush::WouldBlock))
+                    return Ok(Written {
+                        bytes: total,
+                        calls,
+                        flush: Flush::WouldBlock,
+                    })
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -105,7 +123,11 @@ impl Outbox {
         if self.frames.capacity() > 64 {
             self.frames.shrink_to_fit();
         }
-        Ok((total, Flush::Drained))
+        Ok(Written {
+            bytes: total,
+            calls,
+            flush: Flush::Drained,
+        })
     }
 
     fn advance(&mut self, mut n: usize) {
@@ -183,16 +205,45 @@ mod tests {
                 step,
                 budget: want.len() / 2,
             };
-            let (n, flush) = ob.write_to(&mut w).unwrap();
-            assert_eq!(flush, Flush::WouldBlock);
+            let first = ob.write_to(&mut w).unwrap();
+            assert_eq!(first.flush, Flush::WouldBlock);
+            let n = first.bytes;
             assert_eq!(n, want.len() / 2);
             assert_eq!(ob.queued_bytes(), want.len() - n);
+            // While a call's 64 frames hold more than `step` bytes (frames
+            // here are 8 to 10 bytes): one call per `step` bytes, and the
+            // call that would block.
+            if step <= 64 {
+                assert_eq!(first.calls as usize, n.div_ceil(step) + 1, "step {step}");
+            } else {
+                assert!(first.calls >= 2, "step {step}: {first:?}");
+            }
             w.budget = usize::MAX;
-            let (_, flush) = ob.write_to(&mut w).unwrap();
-            assert_eq!(flush, Flush::Drained);
+            let second = ob.write_to(&mut w).unwrap();
+            assert_eq!(second.flush, Flush::Drained);
+            assert_eq!(second.bytes, want.len() - n);
             assert_eq!(w.out, want, "step {step}");
             assert_eq!(ob.queued_bytes(), 0);
             assert!(ob.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_writer_that_takes_everything_gets_one_call_per_64_frames() {
+        for (frames, calls) in [(0, 0), (1, 1), (64, 1), (65, 2), (200, 4)] {
+            let mut ob = Outbox::default();
+            for _ in 0..frames {
+                ob.push(Bytes::from_static(b"event"));
+            }
+            let mut w = Trickle {
+                out: Vec::new(),
+                step: usize::MAX,
+                budget: usize::MAX,
+            };
+            let written = ob.write_to(&mut w).unwrap();
+            assert_eq!(written.calls, calls, "{frames} frames");
+            assert_eq!(written.bytes, frames * 5);
+            assert_eq!(written.flush, Flush::Drained);
         }
     }
 

@@ -36,6 +36,7 @@ pub(crate) struct CoreStats {
     pub(crate) messages_out: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
+    pub(crate) writes: AtomicU64,
     pub(crate) events_delivered: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) slow_consumer_closes: AtomicU64,
@@ -93,6 +94,11 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to clients.
     pub bytes_out: u64,
+    /// Write system calls to clients' sockets (`writev`, up to 64 frames
+    /// each). A connection's frames of one loop turn go out in one call
+    /// when there are at most 64 and its socket takes them all, so
+    /// `messages_out / writes` shows how well frames are batched.
+    pub writes: u64,
     /// Publishes made.
     pub events_published: u64,
     /// Event frames queued to subscribers.
@@ -128,6 +134,7 @@ impl Stats {
             s.messages_out += c.messages_out.load(Relaxed);
             s.bytes_in += c.bytes_in.load(Relaxed);
             s.bytes_out += c.bytes_out.load(Relaxed);
+            s.writes += c.writes.load(Relaxed);
             s.events_delivered += c.events_delivered.load(Relaxed);
             s.events_dropped += c.events_dropped.load(Relaxed);
             s.slow_consumer_closes += c.slow_consumer_closes.load(Relaxed);
@@ -196,6 +203,12 @@ impl Stats {
             "counter",
             "Bytes written to clients.",
             self.bytes_out,
+        );
+        metric(
+            "writes_total",
+            "counter",
+            "Write system calls to clients (writev, up to 64 frames each).",
+            self.writes,
         );
         metric(
             "events_published_total",

@@ -153,3 +153,37 @@ fn connections_open_and_total() {
         "the handle sees the same counters"
     );
 }
+
+#[test]
+fn writes_count_system_calls_and_a_turns_replies_share_one() {
+    let engine = start(config(), vec![channel()]);
+    traffic(&engine);
+    eventually("counters settle", || engine.stats().messages_out == 3);
+    // Three replies and a pong, each awaited before the next request: a
+    // write each (the handshake's 101 response may add one).
+    let before = engine.stats().writes;
+    assert!((4..=5).contains(&before), "{before} writes");
+
+    // 50 requests in one TCP write are read in one turn, and their 50
+    // replies leave in one `writev` (a few, if the kernel split the read).
+    let mut s = raw_connect(&engine, "/t");
+    let mut batch = Vec::new();
+    for i in 0..50 {
+        let text = format!(r#"{{"action":"echo","rid":{i}}}"#);
+        batch.extend_from_slice(&client_frame(FIN | TEXT, text.as_bytes()));
+    }
+    s.write_all(&batch).unwrap();
+    for _ in 0..50 {
+        read_frame(&mut s).unwrap();
+    }
+    let st = engine.stats();
+    let writes = st.writes - before;
+    assert!(
+        (1..=6).contains(&writes),
+        "50 replies took {writes} writes (the handshake may take one): {st:?}"
+    );
+    assert!(engine
+        .stats()
+        .prometheus()
+        .contains(&format!("switchyard_writes_total {}", st.writes)));
+}

@@ -480,8 +480,12 @@ pub fn outbox(data: &[u8]) {
                 sink.budget = op[2] as usize * 3;
                 sink.interrupt = op[0] & 0x80 != 0;
                 let before = sink.out.len();
-                let (n, flush) = ob.write_to(&mut sink).expect("the sink never fails");
+                let written = ob.write_to(&mut sink).expect("the sink never fails");
+                let (n, flush) = (written.bytes, written.flush);
                 assert_eq!(n, sink.out.len() - before);
+                if !model.is_empty() {
+                    assert!(written.calls >= 1, "a queue with frames makes a call");
+                }
                 let mut left = n;
                 while left > 0 {
                     let (frame, done) = model.front_mut().expect("wrote more than queued");
@@ -521,7 +525,7 @@ pub fn outbox(data: &[u8]) {
     sink.step = usize::MAX;
     sink.budget = usize::MAX;
     sink.interrupt = false;
-    let (_, flush) = ob.write_to(&mut sink).expect("the sink never fails");
+    let flush = ob.write_to(&mut sink).expect("the sink never fails").flush;
     assert_eq!(flush, Flush::Drained);
     for (frame, done) in model.drain(..) {
         expected_out.extend_from_slice(&frame[done..]);
