@@ -1249,9 +1249,9 @@ switchyard_status switchyard_reply_batch(const struct switchyard_engine *engine,
                                          size_t n,
                                          switchyard_status *statuses);
 
-// Pushes one JSON object to a connection. A connection that has closed
-// drops it silently (the engine cannot tell from here); after stop,
-// `SWITCHYARD_STALE`.
+// Pushes one JSON object to a connection. `SWITCHYARD_STALE` when the
+// connection has already ended, or after stop. (A connection that ends
+// while the push is on its way to its loop drops it.)
 //
 // Thread-safety: any thread, concurrently with any call but free.
 //
@@ -1263,7 +1263,8 @@ switchyard_status switchyard_engine_send_json(const struct switchyard_engine *en
                                               size_t len);
 
 // Closes a connection with `code` (1000 normal; 3000-4999 the
-// application's own); `reason` may be NULL. After stop, `STALE`.
+// application's own); `reason` may be NULL. `STALE` when the connection
+// has already ended, or after stop.
 //
 // Thread-safety: any thread, concurrently with any call but free.
 //
@@ -1303,7 +1304,8 @@ switchyard_status switchyard_engine_publish_except(const struct switchyard_engin
 
 // Subscribes a connection to `topic`. It takes effect before anything
 // this thread posts to the connection afterwards (such as the reply that
-// acknowledges it). After stop, `STALE`.
+// acknowledges it). `STALE` when the connection has already ended, or
+// after stop.
 //
 // Thread-safety: any thread, concurrently with any call but free.
 //
@@ -1314,7 +1316,8 @@ switchyard_status switchyard_engine_subscribe(const struct switchyard_engine *en
                                               const char *topic,
                                               size_t topic_len);
 
-// Unsubscribes a connection from `topic`. After stop, `STALE`.
+// Unsubscribes a connection from `topic`. `STALE` when the connection has
+// already ended, or after stop.
 //
 // Thread-safety: any thread, concurrently with any call but free.
 //
@@ -1328,6 +1331,7 @@ switchyard_status switchyard_engine_unsubscribe(const struct switchyard_engine *
 // Sets a connection's session from JSON text, ahead of anything this
 // thread posts to the connection afterwards. For the next message to see
 // it, the request that changes it should be on an exclusive route.
+// `STALE` when the connection has already ended, or after stop.
 //
 // Thread-safety: any thread, concurrently with any call but free.
 //
@@ -1339,6 +1343,7 @@ switchyard_status switchyard_engine_set_session_json(const struct switchyard_eng
                                                      size_t len);
 
 // Clears a connection's session (see `switchyard_engine_set_session_json`).
+// `STALE` when the connection has already ended, or after stop.
 //
 // Thread-safety: any thread, concurrently with any call but free.
 //

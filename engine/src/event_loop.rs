@@ -180,6 +180,7 @@ impl EventLoop {
                             continue;
                         }
                     };
+                    self.shared.cores[self.core].live.open(raw);
                     let conn = self.conns.get_mut(raw).expect("just inserted");
                     let stream = conn.stream.tcp().expect("accepted sockets are TCP");
                     let interest = Interest::READABLE | Interest::WRITABLE;
@@ -189,6 +190,7 @@ impl EventLoop {
                         .register(stream, Token(raw.slot), interest)
                     {
                         log::warn!("switchyard: register failed: {e}");
+                        self.shared.cores[self.core].live.close(raw);
                         self.conns.remove(raw);
                         self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
                     }
@@ -682,6 +684,9 @@ impl EventLoop {
     /// Ends a connection: runs its disconnect hook, forgets its pending
     /// requests, counts its close, and closes the socket.
     fn remove(&mut self, id: ConnId) {
+        // Closed for other threads from here on, the disconnect hook's
+        // calls included.
+        self.shared.cores[self.core].live.close(id.raw());
         self.run_disconnect_hook(id);
         let Some(mut conn) = self.conns.remove(id.raw()) else {
             return;

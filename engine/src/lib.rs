@@ -45,6 +45,7 @@ mod handler;
 mod http;
 mod ids;
 pub mod json;
+mod live;
 pub mod middleware;
 mod outbox;
 mod pipeline;

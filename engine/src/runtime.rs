@@ -104,6 +104,8 @@ pub(crate) struct CoreHandle {
     awake: AtomicBool,
     pub(crate) pending: Mutex<GenSlab<Pending>>,
     pub(crate) stats: CoreStats,
+    /// The loop's open connection ids, for host threads' checks.
+    pub(crate) live: crate::live::LiveIds,
 }
 
 impl CoreHandle {
@@ -221,6 +223,7 @@ impl Shared {
                 awake: AtomicBool::new(false),
                 pending: Mutex::new(GenSlab::new(core)),
                 stats: CoreStats::default(),
+                live: Default::default(),
             });
             polls.push(poll);
         }
@@ -302,16 +305,18 @@ impl Shared {
         }
     }
 
+    /// Posts `msg` to `conn`'s loop; `false` (nothing posted) when the
+    /// engine has stopped or the connection has already ended.
     fn post_to(&self, conn: ConnId, msg: Inbox) -> bool {
         if self.stopped.load(Ordering::Acquire) {
             return false;
         }
         match self.cores.get(conn.raw().core) {
-            Some(core) => {
+            Some(core) if core.live.is_open(conn.raw()) => {
                 core.post(msg);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -717,13 +722,15 @@ impl EngineHandle {
     }
 
     /// Pushes a JSON object (as text) to a connection. `Ok(false)` when the
-    /// engine has stopped; a closed connection drops it silently.
+    /// connection has ended or the engine has stopped. (A connection that
+    /// closes while the push is on its way drops it.)
     pub fn send_json(&self, conn: ConnId, json: &str) -> Result<bool, PushError> {
         let frame = reply::encode_push_json(json)?;
         Ok(self.shared.post_to(conn, Inbox::Send { conn, frame }))
     }
 
-    /// Closes a connection from any thread.
+    /// Closes a connection from any thread. `false` when the connection has
+    /// already ended or the engine has stopped.
     pub fn close(&self, conn: ConnId, code: u16, reason: &str) -> bool {
         self.shared.post_to(
             conn,
@@ -782,6 +789,7 @@ impl EngineHandle {
     /// Subscribes a connection to `topic` from any thread. It takes effect
     /// on the connection's loop before anything this thread posts to that
     /// connection afterwards (such as the reply that acknowledges it).
+    /// `Ok(false)` when the connection has ended or the engine has stopped.
     pub fn subscribe(&self, conn: ConnId, topic: &str) -> Result<bool, PublishError> {
         check_topic(topic)?;
         Ok(self.shared.post_to(
@@ -793,7 +801,9 @@ impl EngineHandle {
         ))
     }
 
-    /// Unsubscribes a connection from `topic`, from any thread.
+    /// Unsubscribes a connection from `topic`, from any thread. `false` when
+    /// the connection has ended (its subscriptions went with it) or the
+    /// engine has stopped.
     pub fn unsubscribe(&self, conn: ConnId, topic: &str) -> bool {
         self.shared.post_to(
             conn,
@@ -808,6 +818,7 @@ impl EngineHandle {
     /// any thread, ahead of anything this thread posts to the connection
     /// afterwards. For the next message to see it, the request that changes
     /// it should be on an [exclusive](crate::Route::exclusive) route.
+    /// `Ok(false)` when the connection has ended or the engine has stopped.
     pub fn set_session_json(
         &self,
         conn: ConnId,

@@ -154,3 +154,53 @@ fn a_timed_out_request_is_cancelled_too() {
     assert_eq!(reply.reply(Reply::Ack), Completion::Stale);
     engine.stop();
 }
+
+/// Calls from a host thread on a connection that has ended report it
+/// (`false`) instead of posting into the void; a later connection in the
+/// same slot does not revive the old id.
+#[test]
+fn host_calls_on_an_ended_connection_say_so() {
+    let ids = Arc::new(Mutex::new(Vec::<ConnId>::new()));
+    let ended = Arc::new(Mutex::new(Vec::<ConnId>::new()));
+    let (on_c, on_d) = (Arc::clone(&ids), Arc::clone(&ended));
+    let ch = Channel::new("h")
+        .on_connect(move |ctx| on_c.lock().unwrap().push(ctx.conn_id()))
+        .on_disconnect(move |ctx| on_d.lock().unwrap().push(ctx.conn_id()));
+    let engine = start(config(), vec![ch]);
+    let handle = engine.handle();
+
+    let mut ws = connect(&engine, "/h");
+    eventually("connect hook", || ids.lock().unwrap().len() == 1);
+    let first = ids.lock().unwrap()[0];
+    assert_eq!(handle.send_json(first, r#"{"n":1}"#), Ok(true));
+    assert_eq!(recv(&mut ws), json!({"n": 1}));
+    assert_eq!(handle.subscribe(first, "t"), Ok(true));
+    assert!(handle.unsubscribe(first, "t"));
+    assert_eq!(handle.set_session_json(first, Some("{}")), Ok(true));
+    let next_generation = ConnId::from_u64(first.as_u64() + (1 << 32)).unwrap();
+    assert_eq!(
+        handle.send_json(next_generation, r#"{"n":0}"#),
+        Ok(false),
+        "an id never handed out"
+    );
+
+    close(&mut ws);
+    drop(ws);
+    eventually("disconnect hook", || ended.lock().unwrap().len() == 1);
+    assert_eq!(handle.send_json(first, r#"{"n":2}"#), Ok(false));
+    assert_eq!(handle.subscribe(first, "t"), Ok(false));
+    assert!(!handle.unsubscribe(first, "t"));
+    assert_eq!(handle.set_session_json(first, None), Ok(false));
+    assert!(!handle.close(first, 1000, ""));
+
+    let mut ws2 = connect(&engine, "/h");
+    eventually("second connect", || ids.lock().unwrap().len() == 2);
+    let second = ids.lock().unwrap()[1];
+    assert_ne!(second, first);
+    assert_eq!(handle.send_json(first, r#"{"n":3}"#), Ok(false));
+    assert_eq!(handle.send_json(second, r#"{"n":4}"#), Ok(true));
+    assert_eq!(recv(&mut ws2), json!({"n": 4}), "only the live id's push");
+    assert!(handle.close(second, 4000, "bye"));
+    engine.stop();
+    assert_eq!(handle.send_json(second, r#"{"n":5}"#), Ok(false));
+}

@@ -67,14 +67,14 @@ fn pushes_from_another_thread() {
     }
     assert_eq!(recv(&mut b), json!({"to": "b"}));
     expect_silence(&mut b, Duration::from_millis(100));
-    // A closed connection's id drops pushes silently; its slot's next
-    // occupant never gets them.
+    // A closed connection's id takes no pushes (`Ok(false)`); its slot's
+    // next occupant never gets them.
     drop(a);
     eventually("a is gone", || engine.stats().connections_open == 1);
     let mut c = connect(&engine, "/t");
     assert_eq!(
         engine.handle().send_json(ida, r#"{"stale":true}"#),
-        Ok(true)
+        Ok(false)
     );
     expect_silence(&mut c, Duration::from_millis(150));
 }

@@ -474,9 +474,9 @@ pub unsafe extern "C" fn switchyard_reply_batch(
     })
 }
 
-/// Pushes one JSON object to a connection. A connection that has closed
-/// drops it silently (the engine cannot tell from here); after stop,
-/// `SWITCHYARD_STALE`.
+/// Pushes one JSON object to a connection. `SWITCHYARD_STALE` when the
+/// connection has already ended, or after stop. (A connection that ends
+/// while the push is on its way to its loop drops it.)
 ///
 /// Thread-safety: any thread, concurrently with any call but free.
 ///
@@ -504,7 +504,8 @@ pub unsafe extern "C" fn switchyard_engine_send_json(
 }
 
 /// Closes a connection with `code` (1000 normal; 3000-4999 the
-/// application's own); `reason` may be NULL. After stop, `STALE`.
+/// application's own); `reason` may be NULL. `STALE` when the connection
+/// has already ended, or after stop.
 ///
 /// Thread-safety: any thread, concurrently with any call but free.
 ///
@@ -595,7 +596,8 @@ pub unsafe extern "C" fn switchyard_engine_publish_except(
 
 /// Subscribes a connection to `topic`. It takes effect before anything
 /// this thread posts to the connection afterwards (such as the reply that
-/// acknowledges it). After stop, `STALE`.
+/// acknowledges it). `STALE` when the connection has already ended, or
+/// after stop.
 ///
 /// Thread-safety: any thread, concurrently with any call but free.
 ///
@@ -619,7 +621,8 @@ pub unsafe extern "C" fn switchyard_engine_subscribe(
     })
 }
 
-/// Unsubscribes a connection from `topic`. After stop, `STALE`.
+/// Unsubscribes a connection from `topic`. `STALE` when the connection has
+/// already ended, or after stop.
 ///
 /// Thread-safety: any thread, concurrently with any call but free.
 ///
@@ -651,6 +654,7 @@ pub unsafe extern "C" fn switchyard_engine_unsubscribe(
 /// Sets a connection's session from JSON text, ahead of anything this
 /// thread posts to the connection afterwards. For the next message to see
 /// it, the request that changes it should be on an exclusive route.
+/// `STALE` when the connection has already ended, or after stop.
 ///
 /// Thread-safety: any thread, concurrently with any call but free.
 ///
@@ -678,6 +682,7 @@ pub unsafe extern "C" fn switchyard_engine_set_session_json(
 }
 
 /// Clears a connection's session (see `switchyard_engine_set_session_json`).
+/// `STALE` when the connection has already ended, or after stop.
 ///
 /// Thread-safety: any thread, concurrently with any call but free.
 ///

@@ -830,6 +830,47 @@ fn host_thread_calls_reach_the_connection() {
             other => panic!("expected a close frame, got {other:?}"),
         }
     }
+    // Once the connection has ended, every call on its id says STALE.
+    let _ = b.flush();
+    drop(b);
+    let push = |c: u64| {
+        // SAFETY: live engine; a static JSON text.
+        unsafe { switchyard_engine_send_json(e.0, c, c"{\"late\":1}".as_ptr(), 10) }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while push(cb) == SWITCHYARD_OK {
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection stays open"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(push(cb), SWITCHYARD_STALE);
+    // SAFETY: live engine.
+    unsafe {
+        let room = c"room".as_ptr();
+        assert_eq!(
+            switchyard_engine_subscribe(e.0, cb, room, 4),
+            SWITCHYARD_STALE
+        );
+        assert_eq!(
+            switchyard_engine_unsubscribe(e.0, cb, room, 4),
+            SWITCHYARD_STALE
+        );
+        assert_eq!(switchyard_engine_clear_session(e.0, cb), SWITCHYARD_STALE);
+        let session = c"{}".as_ptr();
+        assert_eq!(
+            switchyard_engine_set_session_json(e.0, cb, session, 2),
+            SWITCHYARD_STALE
+        );
+        assert_eq!(
+            switchyard_engine_close(e.0, cb, 1000, ptr::null()),
+            SWITCHYARD_STALE
+        );
+    }
+    // The other connection is untouched.
+    ok(push(ca));
+    assert_eq!(recv(&mut a), json!({"late":1}));
     // SAFETY: live engine and queue.
     unsafe {
         switchyard_engine_free(e.0);

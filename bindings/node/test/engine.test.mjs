@@ -101,3 +101,32 @@ test('requests wait for an async onConnect; onDisconnect sees the last session',
   assert.deepEqual(closedWith, [{ u: 'x' }])
   await engine.close()
 })
+
+test('calls on a connection that has ended return false and post nothing', async () => {
+  const opened = []
+  let gone = false
+  const engine = createEngine({ threads: 1 })
+  engine.channel('a', {
+    onConnect: (ctx) => { opened.push(ctx) },
+    onDisconnect: () => { gone = true },
+    actions: {}
+  })
+  await engine.listen('127.0.0.1:0')
+  const c = await Client.connect(url(engine, '/a'))
+  for (let i = 0; i < 100 && opened.length === 0; i++) await sleep(10)
+  const ctx = opened[0]
+  assert.equal(engine.send(ctx.connectionId, { n: 1 }), true)
+  assert.deepEqual(await c.nth(0), { n: 1 })
+  assert.equal(ctx.subscribe('room'), true)
+  c.close()
+  await c.waitClose()
+  for (let i = 0; i < 200 && !gone; i++) await sleep(10)
+  assert.equal(gone, true, 'onDisconnect ran')
+  assert.equal(engine.send(ctx.connectionId, { n: 2 }), false)
+  assert.equal(ctx.subscribe('room'), false)
+  assert.equal(ctx.unsubscribe('room'), false)
+  assert.equal(ctx.setSession({ u: 1 }), false)
+  assert.equal(ctx.clearSession(), false)
+  assert.equal(ctx.close(), false)
+  await engine.close()
+})

@@ -355,29 +355,31 @@ class Context:
             self._session_raw = None
         return self._session
 
-    def set_session(self, session: Json) -> None:
+    def set_session(self, session: Json) -> bool:
         """Sets the session every later request on this connection sees
-        (``None`` clears it)."""
+        (``None`` clears it). ``False`` when the connection has ended."""
         if session is None:
-            self.clear_session()
-            return
+            return self.clear_session()
         body = _dumps(session)
         self._session_change()
         e = self._engine
-        e._check(
+        posted = e._check(
             e._lib.switchyard_engine_set_session_json(e._ptr, self.connection_id, body, len(body)),
             "set_session",
         )
         self._session_raw = None
         self._session = session
+        return posted
 
-    def clear_session(self) -> None:
-        """Ends the session for every later request on this connection."""
+    def clear_session(self) -> bool:
+        """Ends the session for every later request on this connection.
+        ``False`` when the connection has ended."""
         self._session_change()
         e = self._engine
-        e._check(e._lib.switchyard_engine_clear_session(e._ptr, self.connection_id), "clear_session")
+        posted = e._check(e._lib.switchyard_engine_clear_session(e._ptr, self.connection_id), "clear_session")
         self._session_raw = None
         self._session = None
+        return posted
 
     def _session_change(self) -> None:
         route = self._route
@@ -406,30 +408,33 @@ class Context:
         outbound middleware."""
         self._engine._push(self, message)
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Closes this connection with ``code`` after what is queued."""
+    def close(self, code: int = 1000, reason: str = "") -> bool:
+        """Closes this connection with ``code`` after what is queued.
+        ``False`` when it has already ended."""
         e = self._engine
         e._before_effect()
-        e._check(
+        return e._check(
             e._lib.switchyard_engine_close(e._ptr, self.connection_id, code, reason.encode("utf-8")),
             "close",
         )
 
     # -- pub/sub ---------------------------------------------------------
 
-    def subscribe(self, topic: str) -> None:
-        """Subscribes this connection to ``topic`` (at most 256 bytes)."""
+    def subscribe(self, topic: str) -> bool:
+        """Subscribes this connection to ``topic`` (at most 256 bytes).
+        ``False`` when the connection has ended."""
         t = _text(topic)
         e = self._engine
         e._before_effect()
-        e._check(e._lib.switchyard_engine_subscribe(e._ptr, self.connection_id, t, len(t)), "subscribe")
+        return e._check(e._lib.switchyard_engine_subscribe(e._ptr, self.connection_id, t, len(t)), "subscribe")
 
-    def unsubscribe(self, topic: str) -> None:
-        """Unsubscribes this connection from ``topic``."""
+    def unsubscribe(self, topic: str) -> bool:
+        """Unsubscribes this connection from ``topic``. ``False`` when the
+        connection has ended."""
         t = _text(topic)
         e = self._engine
         e._before_effect()
-        e._check(e._lib.switchyard_engine_unsubscribe(e._ptr, self.connection_id, t, len(t)), "unsubscribe")
+        return e._check(e._lib.switchyard_engine_unsubscribe(e._ptr, self.connection_id, t, len(t)), "unsubscribe")
 
     def publish(self, topic: str, data: Json) -> None:
         """Publishes ``data`` to every subscriber of ``topic``, this
@@ -1030,11 +1035,13 @@ class Engine:
             s = self._lib.switchyard_engine_publish_except(self._ptr, t, len(t), body, len(body), except_connection)
         self._check(s, "publish")
 
-    def send(self, connection_id: int, message: Json) -> None:
-        """Pushes a JSON object to a connection (no channel middleware)."""
+    def send(self, connection_id: int, message: Json) -> bool:
+        """Pushes a JSON object to a connection (no channel middleware).
+        ``False`` when the connection has ended or the engine has stopped:
+        nothing was sent."""
         body = _dumps(message)
         self._before_effect()
-        self._check(self._lib.switchyard_engine_send_json(self._ptr, connection_id, body, len(body)), "send")
+        return self._check(self._lib.switchyard_engine_send_json(self._ptr, connection_id, body, len(body)), "send")
 
     def stats(self) -> Dict[str, int]:
         """The engine's counters (``switchyard_stats``)."""
@@ -1043,13 +1050,16 @@ class Engine:
         s = out[0]
         return {name: int(getattr(s, name)) for name, _ in ffi.typeof("switchyard_stats").fields}
 
-    def _check(self, status: int, what: str) -> None:
-        """Raises for a failed call; a stale id (closed connection, stopped
-        engine) is not an error for the host."""
-        if status and status != n.STALE:
+    def _check(self, status: int, what: str) -> bool:
+        """Raises for a failed call; a stale id (ended connection, stopped
+        engine) is not an error for the host, and returns ``False``."""
+        if status == n.STALE:
+            return False
+        if status:
             if self._ptr is None and status == n.NULL_ARGUMENT:
                 raise EngineError(n.STOPPED, "SWITCHYARD_STOPPED", f"{what}: the engine is not running")
             raise _fail(status, what)
+        return True
 
     # -- the drain -------------------------------------------------------
 

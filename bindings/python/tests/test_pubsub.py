@@ -3,6 +3,7 @@ engine-wide publish."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from conftest import connect, nothing_within, recv, recv_n, request, run
@@ -82,6 +83,44 @@ def test_publish_except_skips_the_sender_and_engine_publish_reaches_all() -> Non
                 assert await recv(b) == {"topic": "t", "data": {"from": "engine"}}
                 r = await request(a, {"action": "sub", "rid": 2, "topic": "x" * 300})
                 assert r["error"]["code"] == "internal"
+        finally:
+            await engine.close()
+
+    run(main())
+
+
+def test_calls_on_an_ended_connection_return_false() -> None:
+    """A connection that has ended takes nothing: the calls that post to it
+    say so with ``False`` instead of posting into the void."""
+
+    async def main() -> None:
+        engine = Engine(threads=1)
+        opened: list[Context] = []
+        gone = asyncio.Event()
+
+        def hello(ctx: Context) -> None:
+            opened.append(ctx)
+
+        def bye(ctx: Context) -> None:
+            gone.set()
+
+        engine.channel("test", on_connect=hello, on_disconnect=bye)
+        await engine.listen("127.0.0.1:0")
+        try:
+            async with connect(engine) as ws:
+                while not opened:
+                    await asyncio.sleep(0.01)
+                ctx = opened[0]
+                assert engine.send(ctx.connection_id, {"n": 1}) is True
+                assert await recv(ws) == {"n": 1}
+                assert ctx.subscribe("room") is True
+            await asyncio.wait_for(gone.wait(), 10)
+            assert engine.send(ctx.connection_id, {"n": 2}) is False
+            assert ctx.subscribe("room") is False
+            assert ctx.unsubscribe("room") is False
+            assert ctx.set_session({"u": 1}) is False
+            assert ctx.clear_session() is False
+            assert ctx.close() is False
         finally:
             await engine.close()
 
