@@ -5,7 +5,8 @@
 //! buffer (a connection keeps bytes of its own only while a frame is
 //! incomplete, so an idle connection holds no buffer); run the frames
 //! through the pipeline; drain the inbox; check timers once per tick; then
-//! flush every connection that got frames this turn, one `writev` each.
+//! flush every connection that got frames this turn, one write each (a
+//! turn's small frames copied into one buffer, or a `writev`).
 //! mio is edge-triggered, so a socket is read until `WouldBlock` or until a
 //! pause (in-flight limit), and a paused socket is read again explicitly
 //! when it resumes.

@@ -94,9 +94,9 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to clients.
     pub bytes_out: u64,
-    /// Write system calls to clients' sockets (`writev`, up to 64 frames
-    /// each). A connection's frames of one loop turn go out in one call
-    /// when there are at most 64 and its socket takes them all, so
+    /// Write system calls to clients' sockets. A connection's frames of one
+    /// loop turn go out in one call when they fit 16 KiB (copied together)
+    /// or 64 frames (`writev`) and its socket takes them all, so
     /// `messages_out / writes` shows how well frames are batched.
     pub writes: u64,
     /// Publishes made.
@@ -207,7 +207,7 @@ impl Stats {
         metric(
             "writes_total",
             "counter",
-            "Write system calls to clients (writev, up to 64 frames each).",
+            "Write system calls to clients (each carries one or more frames).",
             self.writes,
         );
         metric(
