@@ -6,8 +6,9 @@
 #
 # What it does (with all five servers: 15 minutes of measuring on a loaded
 # 2-core machine, 10 with three servers, plus the build):
-#   1. builds the load generator (engine/benches/loadgen.rs) and the Rust
-#      bench server (engine/examples/bench_server.rs) in release mode;
+#   1. builds the load generator (engine/benches/loadgen.rs), the Rust
+#      bench server (engine/examples/bench_server.rs) and libswitchyard (for
+#      the Node and Python hosts) in release mode;
 #   2. installs the Node peers exactly as locked (npm ci in benches/peers);
 #   3. runs ROUNDS (5) rounds; in each, every test runs once against every
 #      server, the servers' order rotating from round to round, so peers and
@@ -72,9 +73,11 @@ say() { printf '[%4ds] %s\n' $(($(date +%s) - START)) "$*" >&2; }
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
 
 # --- 1. build ---------------------------------------------------------------
-say "building the load generator and bench_server (release)"
+say "building the load generator, bench_server and libswitchyard (release)"
+# libswitchyard is what the Node and Python hosts load: built here so they
+# never run against a library older than the engine being measured.
 LOADGEN=$(cargo build --release -p switchyard --example bench_server --bench loadgen \
-    --message-format=json 2>"$RESULTS_DIR/build.log" |
+    -p switchyard-ffi --message-format=json 2>"$RESULTS_DIR/build.log" |
     node -e '
       let last = "";
       require("readline").createInterface({ input: process.stdin }).on("line", (l) => {
