@@ -77,7 +77,7 @@ say "building the load generator, bench_server and libswitchyard (release)"
 # libswitchyard is what the Node and Python hosts load: built here so they
 # never run against a library older than the engine being measured.
 LOADGEN=$(cargo build --release -p switchyard --example bench_server --bench loadgen \
-    -p switchyard-ffi --message-format=json 2>"$RESULTS_DIR/build.log" |
+    -p switchyard-ffi --lib --message-format=json 2>"$RESULTS_DIR/build.log" |
     node -e '
       let last = "";
       require("readline").createInterface({ input: process.stdin }).on("line", (l) => {
