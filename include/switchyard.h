@@ -65,6 +65,9 @@
  *    SWITCHYARD_ROUTE_EXCLUSIVE so the connection's next message sees the
  *    change. A full queue pauses reading on every socket until drained to
  *    its low watermark; no event is dropped.
+ * In either mode, switchyard_channel_on_upgrade decides each WebSocket
+ * handshake on the loop thread, from its path, query and headers: accept,
+ * with an initial session or without, or reject with a 4xx status.
  */
 
 
@@ -81,7 +84,7 @@
 #define SWITCHYARD_ABI_VERSION_MAJOR 0
 
 // Minor ABI version: additions only.
-#define SWITCHYARD_ABI_VERSION_MINOR 1
+#define SWITCHYARD_ABI_VERSION_MINOR 2
 
 // Patch ABI version.
 #define SWITCHYARD_ABI_VERSION_PATCH 0
@@ -173,6 +176,11 @@ typedef struct switchyard_ctx switchyard_ctx;
 // A running (or stopped) engine (opaque). Create with
 // `switchyard_engine_new`, free with `switchyard_engine_free`.
 typedef struct switchyard_engine switchyard_engine;
+
+// One upgrade request and the decision being made about it (opaque).
+// Valid only during the `switchyard_upgrade_fn` call it was passed to, on
+// that thread.
+typedef struct switchyard_upgrade switchyard_upgrade;
 
 // A status: `SWITCHYARD_OK` (0) or a negative `SWITCHYARD_*` error code.
 typedef int32_t switchyard_status;
@@ -356,6 +364,16 @@ typedef struct switchyard_stats {
   // Closes with any other code.
   uint64_t closes_other;
 } switchyard_stats;
+
+// Decides a WebSocket upgrade to a channel. Runs on a loop thread during
+// the handshake, before the connection exists (no `switchyard_ctx`).
+// Read the request with `switchyard_upgrade_path`, `_query` and `_header`;
+// decide with `switchyard_upgrade_set_session_json` or
+// `switchyard_upgrade_reject`, or neither to accept without a session. It
+// must not block for long (the loop's other connections wait) and must not
+// stop or free the engine.
+typedef void (*switchyard_upgrade_fn)(void *user_data,
+                                      struct switchyard_upgrade *upgrade);
 
 // Success.
 #define SWITCHYARD_OK 0
@@ -1469,6 +1487,93 @@ switchyard_status switchyard_channel_add_topic(struct switchyard_channel *channe
 //
 // Thread-safety: any thread, any time.
 const char *switchyard_strerror(switchyard_status status);
+
+// Sets the channel's upgrade callback: it decides every WebSocket upgrade
+// to the channel's path. Without one, every upgrade is accepted without a
+// session.
+//
+// `free_user_data` (may be NULL) runs exactly once: on this call's error,
+// when a later call replaces this callback, or when the channel or its
+// engine is freed.
+//
+// Thread-safety: not concurrently with other calls on the same channel.
+//
+// # Safety
+// `channel` is NULL or live; the functions are valid; `user_data` is
+// usable from any thread.
+switchyard_status switchyard_channel_on_upgrade(struct switchyard_channel *channel,
+                                                switchyard_upgrade_fn callback,
+                                                void *user_data,
+                                                switchyard_free_fn free_user_data);
+
+// The request's path, without the query string (the channel's path).
+// `*path` is borrowed until the callback returns and is not
+// NUL-terminated.
+//
+// Thread-safety: only on the callback's thread, during the callback.
+//
+// # Safety
+// `upgrade` is the live upgrade of a running callback; `path` and `len`
+// are NULL or writable.
+switchyard_status switchyard_upgrade_path(struct switchyard_upgrade *upgrade,
+                                          const char **path,
+                                          size_t *len);
+
+// The request's query string without `?` (empty, not NULL, when there is
+// none). Borrowed until the callback returns; not NUL-terminated.
+//
+// Thread-safety: only on the callback's thread, during the callback.
+//
+// # Safety
+// `upgrade` is the live upgrade of a running callback; `query` and `len`
+// are NULL or writable.
+switchyard_status switchyard_upgrade_query(struct switchyard_upgrade *upgrade,
+                                           const char **query,
+                                           size_t *len);
+
+// The value of the first header called `name` (NUL-terminated, matched
+// without regard to case), or NULL and 0 when the request has none: both
+// are `SWITCHYARD_OK`. Borrowed until the callback returns; not
+// NUL-terminated.
+//
+// Thread-safety: only on the callback's thread, during the callback.
+//
+// # Safety
+// `upgrade` is the live upgrade of a running callback; `name` is NULL or
+// NUL-terminated; `value` and `len` are NULL or writable.
+switchyard_status switchyard_upgrade_header(struct switchyard_upgrade *upgrade,
+                                            const char *name,
+                                            const char **value,
+                                            size_t *len);
+
+// Accepts the upgrade with `json` as the connection's initial session
+// (what `switchyard_request.session` shows its requests; routes that need
+// a session then let them through). `SWITCHYARD_INVALID_JSON` leaves the
+// decision as it was; after `switchyard_upgrade_reject`,
+// `SWITCHYARD_INVALID_STATE`.
+//
+// Thread-safety: only on the callback's thread, during the callback.
+//
+// # Safety
+// `upgrade` is the live upgrade of a running callback; `json` is valid
+// for `len` bytes.
+switchyard_status switchyard_upgrade_set_session_json(struct switchyard_upgrade *upgrade,
+                                                      const char *json,
+                                                      size_t len);
+
+// Refuses the upgrade: the client gets HTTP `status` (400-499, say 401 or
+// 403) with `body` (NUL-terminated plain text; NULL for none) and the
+// connection closes. Another status is `SWITCHYARD_INVALID_ARGUMENT` and
+// changes nothing. Overrides an earlier session.
+//
+// Thread-safety: only on the callback's thread, during the callback.
+//
+// # Safety
+// `upgrade` is the live upgrade of a running callback; `body` is NULL or
+// NUL-terminated.
+switchyard_status switchyard_upgrade_reject(struct switchyard_upgrade *upgrade,
+                                            uint16_t status,
+                                            const char *body);
 
 #ifdef __cplusplus
 }  // extern "C"

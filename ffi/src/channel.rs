@@ -82,6 +82,28 @@ pub(crate) unsafe fn with_channel<'a>(
     Ok(unsafe { &mut *ch })
 }
 
+/// The body of every callback setter: takes ownership of `user_data` (so
+/// it is freed once on any error), checks the channel and the function,
+/// and applies `set` to the channel.
+///
+/// # Safety
+/// `channel` is NULL or live, and not used concurrently.
+pub(crate) unsafe fn set_callback<F>(
+    channel: *mut switchyard_channel,
+    callback: Option<F>,
+    user_data: *mut c_void,
+    free_user_data: switchyard_free_fn,
+    set: impl FnOnce(Channel, F, Arc<UserData>) -> Channel,
+) -> switchyard_status {
+    let ud = UserData::new(user_data, free_user_data);
+    guard(ErrBuf::NONE, move || {
+        // SAFETY: the caller's contract.
+        let ch = unsafe { with_channel(channel) }?;
+        let f = callback.ok_or_else(|| Fail::null("callback"))?;
+        ch.update(|c| set(c, f, ud))
+    })
+}
+
 /// Creates a channel named `name`, served at `/name`, routed by `action`,
 /// and writes it to `*out`.
 ///
@@ -433,13 +455,12 @@ pub unsafe extern "C" fn switchyard_channel_set_default_handler(
     user_data: *mut c_void,
     free_user_data: switchyard_free_fn,
 ) -> switchyard_status {
-    let ud = UserData::new(user_data, free_user_data);
-    guard(ErrBuf::NONE, move || {
-        // SAFETY: the caller's contract.
-        let ch = unsafe { with_channel(channel) }?;
-        let f = callback.ok_or_else(|| Fail::null("callback"))?;
-        ch.update(|c| c.default_handler(callback::message(f, ud)))
-    })
+    // SAFETY: the caller's contract, forwarded.
+    unsafe {
+        set_callback(channel, callback, user_data, free_user_data, |c, f, ud| {
+            c.default_handler(callback::message(f, ud))
+        })
+    }
 }
 
 /// Sets the binary handler (without one, binary messages get
@@ -461,13 +482,12 @@ pub unsafe extern "C" fn switchyard_channel_set_binary_handler(
     user_data: *mut c_void,
     free_user_data: switchyard_free_fn,
 ) -> switchyard_status {
-    let ud = UserData::new(user_data, free_user_data);
-    guard(ErrBuf::NONE, move || {
-        // SAFETY: the caller's contract.
-        let ch = unsafe { with_channel(channel) }?;
-        let f = callback.ok_or_else(|| Fail::null("callback"))?;
-        ch.update(|c| c.binary_handler(callback::binary(f, ud)))
-    })
+    // SAFETY: the caller's contract, forwarded.
+    unsafe {
+        set_callback(channel, callback, user_data, free_user_data, |c, f, ud| {
+            c.binary_handler(callback::binary(f, ud))
+        })
+    }
 }
 
 /// Runs on a loop thread when a connection has upgraded, before its
@@ -489,13 +509,12 @@ pub unsafe extern "C" fn switchyard_channel_on_connect(
     user_data: *mut c_void,
     free_user_data: switchyard_free_fn,
 ) -> switchyard_status {
-    let ud = UserData::new(user_data, free_user_data);
-    guard(ErrBuf::NONE, move || {
-        // SAFETY: the caller's contract.
-        let ch = unsafe { with_channel(channel) }?;
-        let f = callback.ok_or_else(|| Fail::null("callback"))?;
-        ch.update(|c| c.on_connect(callback::hook(f, ud)))
-    })
+    // SAFETY: the caller's contract, forwarded.
+    unsafe {
+        set_callback(channel, callback, user_data, free_user_data, |c, f, ud| {
+            c.on_connect(callback::hook(f, ud))
+        })
+    }
 }
 
 /// Runs on a loop thread once when a connection ends, however it ends
@@ -517,13 +536,12 @@ pub unsafe extern "C" fn switchyard_channel_on_disconnect(
     user_data: *mut c_void,
     free_user_data: switchyard_free_fn,
 ) -> switchyard_status {
-    let ud = UserData::new(user_data, free_user_data);
-    guard(ErrBuf::NONE, move || {
-        // SAFETY: the caller's contract.
-        let ch = unsafe { with_channel(channel) }?;
-        let f = callback.ok_or_else(|| Fail::null("callback"))?;
-        ch.update(|c| c.on_disconnect(callback::hook(f, ud)))
-    })
+    // SAFETY: the caller's contract, forwarded.
+    unsafe {
+        set_callback(channel, callback, user_data, free_user_data, |c, f, ud| {
+            c.on_disconnect(callback::hook(f, ud))
+        })
+    }
 }
 
 /// Runs on a loop thread for each deferred request whose connection
@@ -546,11 +564,10 @@ pub unsafe extern "C" fn switchyard_channel_on_cancel(
     user_data: *mut c_void,
     free_user_data: switchyard_free_fn,
 ) -> switchyard_status {
-    let ud = UserData::new(user_data, free_user_data);
-    guard(ErrBuf::NONE, move || {
-        // SAFETY: the caller's contract.
-        let ch = unsafe { with_channel(channel) }?;
-        let f = callback.ok_or_else(|| Fail::null("callback"))?;
-        ch.update(|c| c.on_cancel(callback::cancel(f, ud)))
-    })
+    // SAFETY: the caller's contract, forwarded.
+    unsafe {
+        set_callback(channel, callback, user_data, free_user_data, |c, f, ud| {
+            c.on_cancel(callback::cancel(f, ud))
+        })
+    }
 }

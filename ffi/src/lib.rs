@@ -12,7 +12,7 @@
 //! helpers), [`config`], [`channel`], [`callback`] (callback mode), [`cq`]
 //! (completion-queue mode), [`engine`], [`stats`], [`middleware`] (the
 //! engine's built-in rate limits, audit log, JSON Schemas and topics, with
-//! the -600 status block).
+//! the -600 status block), [`upgrade`] (a channel's upgrade callback).
 
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -27,11 +27,12 @@ pub mod middleware;
 pub mod panic;
 pub mod stats;
 pub mod status;
+pub mod upgrade;
 
 /// Major ABI version: changes break source or binary compatibility.
 pub const SWITCHYARD_ABI_VERSION_MAJOR: u32 = 0;
 /// Minor ABI version: additions only.
-pub const SWITCHYARD_ABI_VERSION_MINOR: u32 = 1;
+pub const SWITCHYARD_ABI_VERSION_MINOR: u32 = 2;
 /// Patch ABI version.
 pub const SWITCHYARD_ABI_VERSION_PATCH: u32 = 0;
 /// The ABI version as one number: `major << 16 | minor << 8 | patch`.

@@ -16,3 +16,4 @@ mod c_programs;
 mod middleware;
 mod misbehaving;
 mod panics;
+mod upgrade;

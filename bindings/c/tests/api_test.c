@@ -48,6 +48,15 @@ static int32_t message(void *ud, switchyard_ctx *ctx, const char *data, size_t l
   (void)len;
   return 0;
 }
+/* Accepts when the request carries a `cookie` header, else 401. */
+static void upgrade(void *ud, switchyard_upgrade *up) {
+  (void)ud;
+  const char *v = NULL;
+  size_t n = 0;
+  if (switchyard_upgrade_header(up, "cookie", &v, &n) != SWITCHYARD_OK || v == NULL)
+    switchyard_upgrade_reject(up, 401, "no cookie");
+}
+
 static void hook(void *ud, switchyard_ctx *ctx, uint64_t conn) {
   (void)ud;
   (void)ctx;
@@ -162,9 +171,22 @@ static void test_channel_and_user_data(void) {
   EXPECT(switchyard_channel_on_cancel(NULL, cancel, NULL, count_free), SWITCHYARD_NULL_ARGUMENT);
   EXPECT(switchyard_channel_on_connect(ch, NULL, NULL, count_free), SWITCHYARD_NULL_ARGUMENT);
   CHECK(atomic_load(&freed) == 8);
+  EXPECT(switchyard_channel_on_upgrade(ch, upgrade, NULL, count_free), SWITCHYARD_OK);
+  EXPECT(switchyard_channel_on_upgrade(ch, upgrade, NULL, count_free), SWITCHYARD_OK);
+  CHECK(atomic_load(&freed) == 9); /* the replaced one */
+  EXPECT(switchyard_channel_on_upgrade(ch, NULL, NULL, count_free), SWITCHYARD_NULL_ARGUMENT);
+  EXPECT(switchyard_channel_on_upgrade(NULL, upgrade, NULL, count_free), SWITCHYARD_NULL_ARGUMENT);
+  CHECK(atomic_load(&freed) == 11);
+  {
+    const char *s = NULL;
+    size_t n = 0;
+    EXPECT(switchyard_upgrade_path(NULL, &s, &n), SWITCHYARD_NULL_ARGUMENT);
+    EXPECT(switchyard_upgrade_header(NULL, "cookie", &s, &n), SWITCHYARD_NULL_ARGUMENT);
+    EXPECT(switchyard_upgrade_reject(NULL, 401, NULL), SWITCHYARD_NULL_ARGUMENT);
+  }
   switchyard_channel_free(ch);
-  /* route a, default, binary, connect, disconnect, cancel */
-  CHECK(atomic_load(&freed) == 14);
+  /* route a, default, binary, connect, disconnect, cancel, upgrade */
+  CHECK(atomic_load(&freed) == 18);
   switchyard_channel_free(NULL);
 }
 

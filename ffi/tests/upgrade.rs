@@ -1,0 +1,259 @@
+//! `switchyard_channel_on_upgrade` over the C ABI: a callback reads the
+//! handshake's path, query and headers, accepts with an initial session,
+//! or rejects with a 4xx status and body; bad decisions are statuses.
+use crate::util;
+
+use std::ffi::{c_char, c_void, CString};
+use std::net::TcpStream;
+use std::ptr;
+use std::sync::Mutex;
+
+use serde_json::json;
+use switchyard::callback::*;
+use switchyard::channel::*;
+use switchyard::engine::*;
+use switchyard::status::*;
+use switchyard::upgrade::*;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::HandshakeError;
+use util::*;
+
+/// What the callback saw of bad decisions, in order.
+static SEEN: Mutex<Vec<(String, switchyard_status)>> = Mutex::new(Vec::new());
+
+fn seen(what: &str, status: switchyard_status) {
+    SEEN.lock().unwrap().push((what.to_string(), status));
+}
+
+/// # Safety
+/// `p` is NULL or valid for `n` bytes of UTF-8.
+unsafe fn string(p: *const c_char, n: usize) -> Option<String> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the library's borrowed text, valid during the callback.
+    let bytes = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), n) };
+    Some(String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+unsafe extern "C" fn decide(_ud: *mut c_void, up: *mut switchyard_upgrade) {
+    let (mut p, mut n) = (ptr::null(), 0usize);
+    // SAFETY: `up` is live during this callback; out-params are locals.
+    let path = unsafe {
+        seen("path", switchyard_upgrade_path(up, &mut p, &mut n));
+        string(p, n).unwrap()
+    };
+    // SAFETY: as above.
+    let query = unsafe {
+        seen("query", switchyard_upgrade_query(up, &mut p, &mut n));
+        string(p, n).unwrap()
+    };
+    // SAFETY: as above; the header name is NUL-terminated.
+    let token = unsafe {
+        let s = switchyard_upgrade_header(up, c"AUTHORIZATION".as_ptr(), &mut p, &mut n);
+        seen("header", s);
+        string(p, n)
+    };
+    // SAFETY: as above.
+    unsafe {
+        match token.as_deref() {
+            None => seen(
+                "reject",
+                switchyard_upgrade_reject(up, 401, c"token required".as_ptr()),
+            ),
+            Some("Bearer ann") => {
+                let session =
+                    CString::new(json!({"user": "ann", "path": path, "query": query}).to_string())
+                        .unwrap();
+                let len = session.as_bytes().len();
+                seen(
+                    "session",
+                    switchyard_upgrade_set_session_json(up, session.as_ptr(), len),
+                );
+            }
+            Some("Bearer bad-json") => {
+                // Refused, and the decision stays: accept without a session.
+                seen(
+                    "bad json",
+                    switchyard_upgrade_set_session_json(up, c"{nope".as_ptr(), 5),
+                );
+            }
+            Some(_) => {
+                seen(
+                    "status 200",
+                    switchyard_upgrade_reject(up, 200, ptr::null()),
+                );
+                seen("reject", switchyard_upgrade_reject(up, 403, ptr::null()));
+                let s = switchyard_upgrade_set_session_json(up, c"{}".as_ptr(), 2);
+                seen("session after reject", s);
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn whoami(
+    _ud: *mut c_void,
+    ctx: *mut switchyard_ctx,
+    req: *const switchyard_request,
+) -> i32 {
+    // SAFETY: `req` is valid during the call.
+    let session = unsafe { string((*req).session, (*req).session_len) };
+    let reply = CString::new(format!(
+        r#"{{"session":{}}}"#,
+        session.as_deref().unwrap_or("null")
+    ))
+    .unwrap();
+    // SAFETY: live ctx; `reply` is NUL-terminated and outlives the call.
+    unsafe { switchyard_ctx_reply_json(ctx, reply.as_ptr(), reply.as_bytes().len()) }
+}
+
+/// Upgrades to `url` with an `Authorization` header, or returns the HTTP
+/// status and body of the refusal.
+fn upgrade(url: &str, token: Option<&str>) -> Result<Ws, (u16, String)> {
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("Authorization", t.parse().unwrap());
+    }
+    let host = url
+        .strip_prefix("ws://")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let stream = TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    match tungstenite::client::client(req, stream) {
+        Ok((ws, _)) => Ok(ws),
+        Err(HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+            let body = resp.body().clone().unwrap_or_default();
+            Err((resp.status().as_u16(), String::from_utf8(body).unwrap()))
+        }
+        Err(e) => panic!("handshake: {e}"),
+    }
+}
+
+fn take_seen() -> Vec<(String, switchyard_status)> {
+    std::mem::take(&mut *SEEN.lock().unwrap())
+}
+
+fn pair(what: &str, s: switchyard_status) -> (String, switchyard_status) {
+    (what.to_string(), s)
+}
+
+#[test]
+fn an_upgrade_callback_accepts_with_a_session_or_rejects() {
+    let mut ch = ptr::null_mut();
+    // SAFETY: valid strings, out-params and functions.
+    unsafe {
+        assert_eq!(
+            switchyard_channel_new(c"u".as_ptr(), &mut ch, ptr::null_mut(), 0),
+            SWITCHYARD_OK
+        );
+        assert_eq!(
+            switchyard_channel_on_upgrade(ch, None, ptr::null_mut(), None),
+            SWITCHYARD_NULL_ARGUMENT
+        );
+        assert_eq!(
+            switchyard_channel_on_upgrade(ch, Some(decide), ptr::null_mut(), None),
+            SWITCHYARD_OK
+        );
+        let me = switchyard_channel_add_route(
+            ch,
+            c"me".as_ptr(),
+            0, // needs a session
+            Some(whoami),
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+        );
+        assert_eq!(me, SWITCHYARD_OK);
+    }
+    let mut e = ptr::null_mut();
+    // SAFETY: valid arrays and out-params.
+    let s = unsafe {
+        switchyard_engine_new(
+            ptr::null(),
+            &ch,
+            1,
+            c"127.0.0.1:0".as_ptr(),
+            &mut e,
+            ptr::null_mut(),
+            0,
+        )
+    };
+    assert_eq!(s, SWITCHYARD_OK);
+    let mut port = 0u16;
+    // SAFETY: live engine.
+    assert_eq!(
+        unsafe { switchyard_engine_local_port(e, &mut port) },
+        SWITCHYARD_OK
+    );
+    let url = format!("ws://127.0.0.1:{port}/u");
+    take_seen();
+
+    // No token: 401 with the body, and the engine stays up.
+    assert_eq!(
+        upgrade(&url, None).err(),
+        Some((401, "token required".into()))
+    );
+    let ok3 = [pair("path", 0), pair("query", 0), pair("header", 0)];
+    assert_eq!(take_seen(), [&ok3[..], &[pair("reject", 0)]].concat());
+
+    // A good token: the session the callback built, with what it read.
+    let mut ws = upgrade(&format!("{url}?room=7&x=%20"), Some("Bearer ann")).unwrap();
+    let r = request(&mut ws, json!({"action": "me", "rid": 1}));
+    assert_eq!(
+        r,
+        json!({"action": "me", "rid": 1, "session": {"user": "ann", "path": "/u", "query": "room=7&x=%20"}})
+    );
+    assert_eq!(take_seen(), [&ok3[..], &[pair("session", 0)]].concat());
+
+    // Bad JSON for the session: refused; the upgrade goes on without one.
+    let mut ws2 = upgrade(&url, Some("Bearer bad-json")).unwrap();
+    let r = request(&mut ws2, json!({"action": "me", "rid": 2}));
+    assert_eq!(r["error"]["code"], "unauthorized", "{r}");
+    assert_eq!(
+        take_seen(),
+        [&ok3[..], &[pair("bad json", SWITCHYARD_INVALID_JSON)]].concat()
+    );
+
+    // A status outside 4xx is refused; a 403 then holds, and no session
+    // can follow it.
+    assert_eq!(
+        upgrade(&url, Some("Bearer other")).err(),
+        Some((403, String::new()))
+    );
+    assert_eq!(
+        take_seen(),
+        [
+            &ok3[..],
+            &[
+                pair("status 200", SWITCHYARD_INVALID_ARGUMENT),
+                pair("reject", 0),
+                pair("session after reject", SWITCHYARD_INVALID_STATE),
+            ]
+        ]
+        .concat()
+    );
+
+    // Outside a callback: NULL is refused, not followed.
+    let (mut p, mut n) = (ptr::null(), 0usize);
+    // SAFETY: NULL upgrade; valid out-params.
+    unsafe {
+        assert_eq!(
+            switchyard_upgrade_path(ptr::null_mut(), &mut p, &mut n),
+            SWITCHYARD_NULL_ARGUMENT
+        );
+        assert_eq!(
+            switchyard_upgrade_reject(ptr::null_mut(), 401, ptr::null()),
+            SWITCHYARD_NULL_ARGUMENT
+        );
+    }
+    drop((ws, ws2));
+    // SAFETY: live engine, used by no other thread now.
+    unsafe { switchyard_engine_free(e) };
+}
