@@ -32,6 +32,7 @@ pub(crate) type BinaryFn = dyn Fn(&mut Ctx<'_>, &[u8]) -> HandlerResult + Send +
 pub(crate) type HookFn = dyn Fn(&mut Ctx<'_>) + Send + Sync;
 pub(crate) type CancelFn = dyn Fn(ConnId, RequestId) + Send + Sync;
 pub(crate) type UpgradeFn = dyn Fn(&HttpRequest) -> Upgrade + Send + Sync;
+pub(crate) type DeferredUpgradeFn = dyn Fn(&HttpRequest, ConnId) + Send + Sync;
 
 /// The hasher of route tables: multiply-rotate (rustc's `FxHasher`). A
 /// short route name costs three or four multiplies; std's SipHash costs
@@ -214,6 +215,7 @@ pub struct Channel {
     pub(crate) on_disconnect: Option<Arc<HookFn>>,
     pub(crate) on_cancel: Option<Arc<CancelFn>>,
     pub(crate) on_upgrade: Option<Arc<UpgradeFn>>,
+    pub(crate) on_upgrade_deferred: Option<Arc<DeferredUpgradeFn>>,
     pub(crate) close_on_error: bool,
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
     outbound: Vec<OutboundEntry>,
@@ -259,6 +261,7 @@ impl Channel {
             on_disconnect: None,
             on_cancel: None,
             on_upgrade: None,
+            on_upgrade_deferred: None,
             close_on_error: false,
             middleware: Vec::new(),
             outbound: Vec::new(),
@@ -385,11 +388,34 @@ impl Channel {
     /// Decides each WebSocket upgrade to this channel from the request line
     /// and headers: accept (with an initial session, say from a bearer
     /// token or cookie), or reject with 401 or 403. A panic rejects with 500.
+    ///
+    /// Replaces an [`on_upgrade_deferred`](Self::on_upgrade_deferred) hook.
     pub fn on_upgrade<F>(mut self, hook: F) -> Self
     where
         F: Fn(&HttpRequest) -> Upgrade + Send + Sync + 'static,
     {
         self.on_upgrade = Some(Arc::new(hook));
+        self.on_upgrade_deferred = None;
+        self
+    }
+
+    /// Like [`on_upgrade`](Self::on_upgrade), for hosts that decide on
+    /// another thread (a token check against a database, a Node or Python
+    /// host): the hook gets the request and the connection's id and returns
+    /// at once; the handshake waits until
+    /// [`EngineHandle::answer_upgrade`](crate::EngineHandle::answer_upgrade)
+    /// brings the decision. The connection reads nothing meanwhile. A host
+    /// that has not answered within the handshake timeout (counted from the
+    /// accept) has the client refused with 503. A panic in the hook refuses
+    /// with 500.
+    ///
+    /// Replaces an [`on_upgrade`](Self::on_upgrade) hook.
+    pub fn on_upgrade_deferred<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&HttpRequest, ConnId) + Send + Sync + 'static,
+    {
+        self.on_upgrade_deferred = Some(Arc::new(hook));
+        self.on_upgrade = None;
         self
     }
 

@@ -27,6 +27,10 @@ use crate::stats::{bump, CoreStats};
 pub(crate) enum Phase {
     /// Reading the HTTP request.
     Handshake,
+    /// The upgrade request is read (and kept in `inbuf`); the channel's
+    /// deferred upgrade hook has it and the host's answer is awaited
+    /// ([`crate::EngineHandle::answer_upgrade`]).
+    UpgradePending,
     /// A plain HTTP response is queued; the connection ends after it.
     HttpReply,
     /// Upgraded: frames flow.

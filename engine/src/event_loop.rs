@@ -317,7 +317,7 @@ impl EventLoop {
                     break;
                 }
                 Ok(n) => {
-                    if conn.phase == Phase::Handshake
+                    if matches!(conn.phase, Phase::Handshake | Phase::UpgradePending)
                         && conn.inbuf.len() >= config.max_handshake_bytes
                     {
                         conn.http_reply(HttpResponse::text(431, "request too large\n").to_bytes());
@@ -399,6 +399,7 @@ impl EventLoop {
                         c.session = session;
                     }
                 }
+                Inbox::Upgrade { conn, decision } => self.answer_upgrade(conn, decision),
                 Inbox::Resume => {
                     for slot in std::mem::take(&mut self.paused) {
                         if let Some((_, c)) = self.conns.get_slot_mut(slot) {
@@ -436,6 +437,57 @@ impl EventLoop {
                 Inbox::Stop => self.begin_stop(),
             }
         }
+    }
+
+    /// The host's decision on `id`'s deferred upgrade: parse the kept
+    /// request again, complete or refuse the handshake, and read on.
+    fn answer_upgrade(&mut self, id: ConnId, decision: Upgrade) {
+        let shared = Arc::clone(&self.shared);
+        let Some(conn) = self.conns.get_mut(id.raw()) else {
+            return;
+        };
+        if conn.phase != Phase::UpgradePending {
+            return;
+        }
+        let mut buf = std::mem::take(&mut conn.inbuf);
+        // The same bytes parsed the same way when the hook was called.
+        let (key, len) = match http::parse(&buf, shared.config.max_handshake_bytes) {
+            http::Parsed::Done(req, len) => match http::classify(&req) {
+                http::Kind::Upgrade(key) => (key.to_string(), len),
+                _ => (String::new(), 0),
+            },
+            _ => (String::new(), 0),
+        };
+        if len == 0 {
+            log::error!("switchyard: a pending upgrade lost its request");
+            conn.http_reply(HttpResponse::text(500, "internal error\n").to_bytes());
+            self.mark_dirty(id);
+            return;
+        }
+        let pubsub = PubSub {
+            topics: &mut self.topics,
+            outgoing: &mut self.outgoing,
+        };
+        let channel = conn.channel as usize;
+        upgrade(
+            &shared,
+            pubsub,
+            self.core,
+            id,
+            conn,
+            channel,
+            &key,
+            Ok(decision),
+        );
+        buf.drain(..len);
+        conn.inbuf = buf;
+        if !conn.inbuf.is_empty() {
+            // Frames the client sent early: run them now.
+            conn.stalled = true;
+            self.to_read.push(id.raw().slot);
+        }
+        self.mark_dirty(id);
+        self.deliver_local();
     }
 
     /// A deferred request of `id` completed with `frame` (its reply or
@@ -521,7 +573,7 @@ impl EventLoop {
                     }
                     self.mark_dirty(id);
                 }
-                Phase::Handshake => self.remove(id),
+                Phase::Handshake | Phase::UpgradePending => self.remove(id),
                 _ => {}
             }
         }
@@ -565,6 +617,7 @@ impl EventLoop {
         let mut expired = Vec::new();
         let mut to_close = Vec::new();
         let mut to_ping = Vec::new();
+        let mut unanswered = Vec::new();
         for raw in self.conns.keys() {
             let Some(conn) = self.conns.get_mut(raw) else {
                 continue;
@@ -575,6 +628,7 @@ impl EventLoop {
             let age = now.saturating_sub(conn.since_ms);
             match conn.phase {
                 Phase::Handshake if age >= handshake_ms => expired.push(raw),
+                Phase::UpgradePending if age >= handshake_ms => unanswered.push(raw),
                 Phase::Open if age >= idle_ms => to_close.push(raw),
                 Phase::Open if age >= idle_ms / 2 && !conn.ping_sent => to_ping.push(raw),
                 // A close frame still waiting for room in the socket gets
@@ -586,6 +640,14 @@ impl EventLoop {
                     expired.push(raw)
                 }
                 _ => {}
+            }
+        }
+        for raw in unanswered {
+            if let Some(conn) = self.conns.get_mut(raw) {
+                // The host did not decide in time: refuse, and say why.
+                let resp = HttpResponse::text(503, "upgrade not answered in time\n");
+                conn.http_reply(resp.to_bytes());
+                self.mark_dirty(ConnId::from_raw(raw));
             }
         }
         for raw in to_ping {
@@ -815,6 +877,8 @@ pub(crate) fn process(
                 }
                 pos += used;
             }
+            // The request stays buffered until the host's answer.
+            Phase::UpgradePending => return pos,
             Phase::HttpReply | Phase::Draining => return buf.len(),
             Phase::Open | Phase::Closing { .. } => {
                 // Bytes in are counted as whole frames, so the upgrade
@@ -855,44 +919,87 @@ fn handshake(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &[u8]) -> usiz
         conn.http_reply(HttpResponse::text(404, "no channel at this path\n").to_bytes());
         return buf.len();
     };
-    let mut session = None;
-    if let Some(hook) = &shared.channels[channel].on_upgrade {
-        match catch_unwind(AssertUnwindSafe(|| hook(&req))) {
-            Ok(Upgrade::Accept) => {}
-            Ok(Upgrade::AcceptWithSession(value)) => session = Some(Session::from_value(value)),
-            Ok(Upgrade::Reject { status, body }) => {
-                let status = if (400..500).contains(&status) {
-                    status
-                } else {
-                    403
-                };
-                conn.http_reply(HttpResponse::text(status, body).to_bytes());
-                return buf.len();
-            }
-            Err(panic) => {
-                log::error!(
-                    "switchyard: upgrade hook panicked: {}",
-                    pipeline::panic_message(&*panic)
-                );
-                conn.http_reply(HttpResponse::text(500, "internal error\n").to_bytes());
-                return buf.len();
-            }
+    let ch = &shared.channels[channel];
+    let decision = if let Some(hook) = &ch.on_upgrade_deferred {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&req, id))) {
+            log::error!(
+                "switchyard: upgrade hook panicked: {}",
+                pipeline::panic_message(&*panic)
+            );
+            conn.http_reply(HttpResponse::text(500, "internal error\n").to_bytes());
+            return buf.len();
         }
-    }
+        // The request stays in `inbuf` until the host answers.
+        conn.phase = Phase::UpgradePending;
+        conn.channel = channel as u16;
+        return 0;
+    } else if let Some(hook) = &ch.on_upgrade {
+        catch_unwind(AssertUnwindSafe(|| hook(&req))).map_err(|panic| {
+            log::error!(
+                "switchyard: upgrade hook panicked: {}",
+                pipeline::panic_message(&*panic)
+            );
+        })
+    } else {
+        Ok(Upgrade::Accept)
+    };
+    let core = env.core;
+    upgrade(
+        shared,
+        env.pubsub(),
+        core,
+        id,
+        conn,
+        channel,
+        &key,
+        decision,
+    );
+    len
+}
+
+/// Completes or refuses an upgrade with the decision made about it
+/// (`Err`: the hook panicked).
+#[allow(clippy::too_many_arguments)]
+fn upgrade(
+    shared: &Arc<Shared>,
+    pubsub: PubSub<'_>,
+    core: usize,
+    id: ConnId,
+    conn: &mut Conn,
+    channel: usize,
+    key: &str,
+    decision: Result<Upgrade, ()>,
+) {
+    let session = match decision {
+        Ok(Upgrade::Accept) => None,
+        Ok(Upgrade::AcceptWithSession(value)) => Some(Session::from_value(value)),
+        Ok(Upgrade::Reject { status, body }) => {
+            let status = if (400..500).contains(&status) {
+                status
+            } else {
+                403
+            };
+            conn.http_reply(HttpResponse::text(status, body).to_bytes());
+            return;
+        }
+        Err(()) => {
+            conn.http_reply(HttpResponse::text(500, "internal error\n").to_bytes());
+            return;
+        }
+    };
     conn.session = session;
-    conn.push_raw(bytes::Bytes::from(http::accept_response(&key)));
+    conn.push_raw(bytes::Bytes::from(http::accept_response(key)));
     conn.phase = Phase::Open;
     conn.upgraded = true;
     conn.disconnect_pending = true;
     conn.channel = channel as u16;
     conn.since_ms = STAMP_PENDING;
-    let stats = &shared.cores[env.core].stats;
+    let stats = &shared.cores[core].stats;
     bump(&stats.connections_open, 1);
     bump(&stats.connections_total, 1);
     if let Some(hook) = &shared.channels[channel].on_connect {
-        pipeline::run_hook(shared, env.pubsub(), id, conn, &**hook);
+        pipeline::run_hook(shared, pubsub, id, conn, &**hook);
     }
-    len
 }
 
 fn plain_http(shared: &Shared, req: &http::HttpRequest) -> HttpResponse {

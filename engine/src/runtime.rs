@@ -60,6 +60,11 @@ pub(crate) enum Inbox {
         conn: ConnId,
         session: Option<Arc<Session>>,
     },
+    /// The host's decision on a deferred upgrade.
+    Upgrade {
+        conn: ConnId,
+        decision: crate::channel::Upgrade,
+    },
     /// The engine-wide reading pause ended.
     Resume,
     /// Close a connection.
@@ -727,6 +732,17 @@ impl EngineHandle {
     pub fn send_json(&self, conn: ConnId, json: &str) -> Result<bool, PushError> {
         let frame = reply::encode_push_json(json)?;
         Ok(self.shared.post_to(conn, Inbox::Send { conn, frame }))
+    }
+
+    /// Decides an upgrade that a channel's
+    /// [`on_upgrade_deferred`](crate::Channel::on_upgrade_deferred) hook
+    /// handed out, from any thread: the handshake completes (with the
+    /// decision's session) or the client gets the refusal. `false` when the
+    /// connection has already ended (the client left, or the handshake
+    /// timeout refused it) or the engine has stopped. An answer for a
+    /// connection that is not awaiting one is ignored.
+    pub fn answer_upgrade(&self, conn: ConnId, decision: crate::channel::Upgrade) -> bool {
+        self.shared.post_to(conn, Inbox::Upgrade { conn, decision })
     }
 
     /// Closes a connection from any thread. `false` when the connection has
