@@ -132,6 +132,13 @@
 // A binary message (`conn_id`, `channel`, `payload` = the bytes).
 #define SWITCHYARD_EVENT_BINARY 6
 
+// A WebSocket upgrade awaits the host's decision (`conn_id`, `channel`,
+// `payload` = the request as a JSON object: `{"path":..,"query":..,
+// "headers":[[name,value],...]}`, header names as sent). Answer with
+// `switchyard_engine_answer_upgrade` within the handshake timeout, or the
+// client is refused with 503.
+#define SWITCHYARD_EVENT_UPGRADE 7
+
 // `switchyard_channel_queue_events` mask bit: queue OPEN events.
 #define SWITCHYARD_QUEUE_OPEN 1
 
@@ -146,6 +153,10 @@
 
 // Mask bit: queue BINARY events (sets the channel's binary handler).
 #define SWITCHYARD_QUEUE_BINARY 16
+
+// Mask bit: queue UPGRADE events (the host decides each upgrade; replaces
+// a `switchyard_channel_on_upgrade` callback).
+#define SWITCHYARD_QUEUE_UPGRADE 32
 
 // Rate-limit scope: one bucket per connection.
 #define SWITCHYARD_RATE_PER_CONNECTION 0
@@ -267,7 +278,8 @@ typedef struct switchyard_event {
   const char *action;
   // Length of `action`.
   size_t action_len;
-  // REQUEST: the payload object; MESSAGE/BINARY: the message; else NULL.
+  // REQUEST: the payload object; MESSAGE/BINARY: the message; UPGRADE:
+  // the request as JSON; else NULL.
   const char *payload;
   // Length of `payload`.
   size_t payload_len;
@@ -720,9 +732,10 @@ switchyard_status switchyard_channel_add_queued_route(struct switchyard_channel 
 
 // Appends the channel's lifecycle events and unrouted messages to `cq`:
 // `mask` is a combination of `SWITCHYARD_QUEUE_OPEN`, `_CLOSE`,
-// `_MESSAGE` (becomes the channel's default handler), `_CANCEL` and
-// `_BINARY` (becomes its binary handler). Replaces earlier hooks of the
-// same kinds.
+// `_MESSAGE` (becomes the channel's default handler), `_CANCEL`,
+// `_BINARY` (becomes its binary handler) and `_UPGRADE` (the host decides
+// each upgrade: answer with `switchyard_engine_answer_upgrade`). Replaces
+// earlier hooks of the same kinds.
 //
 // Thread-safety: not concurrently with other calls on the same channel.
 //
@@ -1279,6 +1292,28 @@ switchyard_status switchyard_engine_send_json(const struct switchyard_engine *en
                                               uint64_t conn_id,
                                               const char *json,
                                               size_t len);
+
+// Decides an upgrade queued as a `SWITCHYARD_EVENT_UPGRADE`: `status` 0
+// accepts, with `session_json` (`session_len` bytes) as the connection's
+// initial session or without one when it is NULL; 400-499 refuses with
+// that status and `body` (NUL-terminated plain text, or NULL). Another
+// status is `SWITCHYARD_INVALID_ARGUMENT`, bad session JSON
+// `SWITCHYARD_INVALID_JSON`, and neither is sent. `STALE` when the
+// connection has already ended (the client left, or the handshake timeout
+// refused it with 503), or after stop. An answer to a connection that is
+// not awaiting one is ignored.
+//
+// Thread-safety: any thread, concurrently with any call but free.
+//
+// # Safety
+// `engine` is NULL or live; `session_json` NULL or valid for
+// `session_len` bytes; `body` NULL or NUL-terminated.
+switchyard_status switchyard_engine_answer_upgrade(const struct switchyard_engine *engine,
+                                                   uint64_t conn_id,
+                                                   uint16_t status,
+                                                   const char *session_json,
+                                                   size_t session_len,
+                                                   const char *body);
 
 // Closes a connection with `code` (1000 normal; 3000-4999 the
 // application's own); `reason` may be NULL. `STALE` when the connection

@@ -380,9 +380,10 @@ pub unsafe extern "C" fn switchyard_channel_add_queued_route(
 
 /// Appends the channel's lifecycle events and unrouted messages to `cq`:
 /// `mask` is a combination of `SWITCHYARD_QUEUE_OPEN`, `_CLOSE`,
-/// `_MESSAGE` (becomes the channel's default handler), `_CANCEL` and
-/// `_BINARY` (becomes its binary handler). Replaces earlier hooks of the
-/// same kinds.
+/// `_MESSAGE` (becomes the channel's default handler), `_CANCEL`,
+/// `_BINARY` (becomes its binary handler) and `_UPGRADE` (the host decides
+/// each upgrade: answer with `switchyard_engine_answer_upgrade`). Replaces
+/// earlier hooks of the same kinds.
 ///
 /// Thread-safety: not concurrently with other calls on the same channel.
 ///
@@ -404,7 +405,8 @@ pub unsafe extern "C" fn switchyard_channel_queue_events(
             | cq::SWITCHYARD_QUEUE_CLOSE
             | cq::SWITCHYARD_QUEUE_MESSAGE
             | cq::SWITCHYARD_QUEUE_CANCEL
-            | cq::SWITCHYARD_QUEUE_BINARY;
+            | cq::SWITCHYARD_QUEUE_BINARY
+            | cq::SWITCHYARD_QUEUE_UPGRADE;
         if mask & !all != 0 || mask == 0 {
             return Err(Fail::new(SWITCHYARD_INVALID_ARGUMENT, "unknown event mask"));
         }
@@ -429,6 +431,9 @@ pub unsafe extern "C" fn switchyard_channel_queue_events(
             }
             if mask & cq::SWITCHYARD_QUEUE_BINARY != 0 {
                 c = c.binary_handler(q.message(cq::SWITCHYARD_EVENT_BINARY, Arc::clone(&name)));
+            }
+            if mask & cq::SWITCHYARD_QUEUE_UPGRADE != 0 {
+                c = c.on_upgrade_deferred(q.upgrade(Arc::clone(&name)));
             }
             c
         })

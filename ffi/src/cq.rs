@@ -50,6 +50,12 @@ pub const SWITCHYARD_EVENT_CLOSE: u32 = 4;
 pub const SWITCHYARD_EVENT_CANCEL: u32 = 5;
 /// A binary message (`conn_id`, `channel`, `payload` = the bytes).
 pub const SWITCHYARD_EVENT_BINARY: u32 = 6;
+/// A WebSocket upgrade awaits the host's decision (`conn_id`, `channel`,
+/// `payload` = the request as a JSON object: `{"path":..,"query":..,
+/// "headers":[[name,value],...]}`, header names as sent). Answer with
+/// `switchyard_engine_answer_upgrade` within the handshake timeout, or the
+/// client is refused with 503.
+pub const SWITCHYARD_EVENT_UPGRADE: u32 = 7;
 
 /// `switchyard_channel_queue_events` mask bit: queue OPEN events.
 pub const SWITCHYARD_QUEUE_OPEN: u32 = 1;
@@ -61,6 +67,9 @@ pub const SWITCHYARD_QUEUE_MESSAGE: u32 = 4;
 pub const SWITCHYARD_QUEUE_CANCEL: u32 = 8;
 /// Mask bit: queue BINARY events (sets the channel's binary handler).
 pub const SWITCHYARD_QUEUE_BINARY: u32 = 16;
+/// Mask bit: queue UPGRADE events (the host decides each upgrade; replaces
+/// a `switchyard_channel_on_upgrade` callback).
+pub const SWITCHYARD_QUEUE_UPGRADE: u32 = 32;
 
 /// One event, as `switchyard_cq_drain` writes it. Fixed layout. Strings are
 /// not NUL-terminated; NULL pointers have length 0. They stay valid until
@@ -84,7 +93,8 @@ pub struct switchyard_event {
     pub action: *const c_char,
     /// Length of `action`.
     pub action_len: usize,
-    /// REQUEST: the payload object; MESSAGE/BINARY: the message; else NULL.
+    /// REQUEST: the payload object; MESSAGE/BINARY: the message; UPGRADE:
+    /// the request as JSON; else NULL.
     pub payload: *const c_char,
     /// Length of `payload`.
     pub payload_len: usize,
@@ -114,7 +124,9 @@ impl Head {
     fn record(&self, base: *const c_char) -> switchyard_event {
         let (has_action, has_payload) = match self.kind {
             SWITCHYARD_EVENT_REQUEST => (true, true),
-            SWITCHYARD_EVENT_MESSAGE | SWITCHYARD_EVENT_BINARY => (false, true),
+            SWITCHYARD_EVENT_MESSAGE | SWITCHYARD_EVENT_BINARY | SWITCHYARD_EVENT_UPGRADE => {
+                (false, true)
+            }
             _ => (false, false),
         };
         let ptr_if = |yes: bool, off: usize| {
@@ -386,6 +398,30 @@ impl CqShared {
         move |ctx, data| {
             p.push(kind, ctx.conn_id().as_u64(), 0, [b"", data], None);
             Ok(Reply::Ack)
+        }
+    }
+
+    /// The engine's deferred upgrade hook: the request goes to the queue
+    /// as JSON, and the host answers with `switchyard_engine_answer_upgrade`.
+    pub(crate) fn upgrade(
+        self: &Arc<Self>,
+        channel: Arc<str>,
+    ) -> impl Fn(&engine::HttpRequest, engine::ConnId) + Send + Sync + 'static {
+        let p = self.producer(Some(channel));
+        move |req, conn| {
+            let request = serde_json::json!({
+                "path": req.path,
+                "query": req.query,
+                "headers": req.headers,
+            })
+            .to_string();
+            p.push(
+                SWITCHYARD_EVENT_UPGRADE,
+                conn.as_u64(),
+                0,
+                [b"", request.as_bytes()],
+                None,
+            )
         }
     }
 

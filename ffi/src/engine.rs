@@ -503,6 +503,63 @@ pub unsafe extern "C" fn switchyard_engine_send_json(
     })
 }
 
+/// Decides an upgrade queued as a `SWITCHYARD_EVENT_UPGRADE`: `status` 0
+/// accepts, with `session_json` (`session_len` bytes) as the connection's
+/// initial session or without one when it is NULL; 400-499 refuses with
+/// that status and `body` (NUL-terminated plain text, or NULL). Another
+/// status is `SWITCHYARD_INVALID_ARGUMENT`, bad session JSON
+/// `SWITCHYARD_INVALID_JSON`, and neither is sent. `STALE` when the
+/// connection has already ended (the client left, or the handshake timeout
+/// refused it with 503), or after stop. An answer to a connection that is
+/// not awaiting one is ignored.
+///
+/// Thread-safety: any thread, concurrently with any call but free.
+///
+/// # Safety
+/// `engine` is NULL or live; `session_json` NULL or valid for
+/// `session_len` bytes; `body` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn switchyard_engine_answer_upgrade(
+    engine: *const switchyard_engine,
+    conn_id: u64,
+    status: u16,
+    session_json: *const c_char,
+    session_len: usize,
+    body: *const c_char,
+) -> switchyard_status {
+    guard(ErrBuf::NONE, || {
+        // SAFETY: the caller's contract.
+        let e = unsafe { live(engine) }?;
+        let conn = self::conn_id(conn_id)?;
+        let decision = match status {
+            0 if session_json.is_null() => engine::Upgrade::Accept,
+            0 => {
+                // SAFETY: the caller's contract.
+                let json = unsafe { text(session_json, session_len, "session_json") }?;
+                let value: serde_json::Value = serde_json::from_str(json)
+                    .map_err(|err| Fail::new(SWITCHYARD_INVALID_JSON, err.to_string()))?;
+                engine::Upgrade::AcceptWithSession(value)
+            }
+            400..=499 => {
+                let body = if body.is_null() {
+                    String::new()
+                } else {
+                    // SAFETY: the caller's contract.
+                    unsafe { crate::panic::cstr(body, "body") }?.to_string()
+                };
+                engine::Upgrade::Reject { status, body }
+            }
+            _ => {
+                return Err(Fail::new(
+                    SWITCHYARD_INVALID_ARGUMENT,
+                    format!("status {status} is neither 0 (accept) nor 400-499"),
+                ))
+            }
+        };
+        stale_unless(e.handle.answer_upgrade(conn, decision))
+    })
+}
+
 /// Closes a connection with `code` (1000 normal; 3000-4999 the
 /// application's own); `reason` may be NULL. `STALE` when the connection
 /// has already ended, or after stop.

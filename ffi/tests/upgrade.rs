@@ -257,3 +257,154 @@ fn an_upgrade_callback_accepts_with_a_session_or_rejects() {
     // SAFETY: live engine, used by no other thread now.
     unsafe { switchyard_engine_free(e) };
 }
+
+/// The next UPGRADE event's connection and request JSON, polling the queue.
+fn next_upgrade(cq: *mut switchyard::cq::switchyard_cq) -> (u64, String, serde_json::Value) {
+    use switchyard::cq::*;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut evs = [switchyard_event {
+            kind: 0,
+            reserved: 0,
+            conn_id: 0,
+            request_id: 0,
+            channel: ptr::null(),
+            channel_len: 0,
+            action: ptr::null(),
+            action_len: 0,
+            payload: ptr::null(),
+            payload_len: 0,
+            session: ptr::null(),
+            session_len: 0,
+        }; 4];
+        let mut n = 0;
+        // SAFETY: `evs` holds 4 records.
+        let s = unsafe { switchyard_cq_drain(cq, evs.as_mut_ptr(), evs.len(), &mut n) };
+        assert_eq!(s, SWITCHYARD_OK);
+        if let Some(ev) = evs[..n].iter().find(|e| e.kind == SWITCHYARD_EVENT_UPGRADE) {
+            // SAFETY: the drain's strings stay valid until the next drain.
+            let (channel, request) = unsafe {
+                (
+                    string(ev.channel, ev.channel_len).unwrap(),
+                    string(ev.payload, ev.payload_len).unwrap(),
+                )
+            };
+            return (ev.conn_id, channel, serde_json::from_str(&request).unwrap());
+        }
+        assert!(std::time::Instant::now() < deadline, "no UPGRADE event");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_queued_upgrade_is_answered_by_the_host() {
+    use switchyard::cq::*;
+    let mut cq = ptr::null_mut();
+    let mut ch = ptr::null_mut();
+    // SAFETY: valid strings, out-params and functions.
+    unsafe {
+        assert_eq!(
+            switchyard_cq_new(64, 16, &mut cq, ptr::null_mut(), 0),
+            SWITCHYARD_OK
+        );
+        assert_eq!(
+            switchyard_channel_new(c"q".as_ptr(), &mut ch, ptr::null_mut(), 0),
+            SWITCHYARD_OK
+        );
+        assert_eq!(
+            switchyard_channel_queue_events(ch, cq, SWITCHYARD_QUEUE_UPGRADE),
+            SWITCHYARD_OK
+        );
+        let me = switchyard_channel_add_route(
+            ch,
+            c"me".as_ptr(),
+            0,
+            Some(whoami),
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+        );
+        assert_eq!(me, SWITCHYARD_OK);
+    }
+    let mut e = ptr::null_mut();
+    // SAFETY: valid arrays and out-params.
+    let s = unsafe {
+        switchyard_engine_new(
+            ptr::null(),
+            &ch,
+            1,
+            c"127.0.0.1:0".as_ptr(),
+            &mut e,
+            ptr::null_mut(),
+            0,
+        )
+    };
+    assert_eq!(s, SWITCHYARD_OK);
+    let mut port = 0u16;
+    // SAFETY: live engine.
+    assert_eq!(
+        unsafe { switchyard_engine_local_port(e, &mut port) },
+        SWITCHYARD_OK
+    );
+    let url = format!("ws://127.0.0.1:{port}/q");
+
+    // The client's handshake waits for the host's answer.
+    let u = url.clone();
+    let client = std::thread::spawn(move || upgrade(&format!("{u}?room=3"), Some("Bearer zed")));
+    let (conn, channel, req) = next_upgrade(cq);
+    assert_eq!(channel, "q");
+    assert_eq!(req["path"], "/q");
+    assert_eq!(req["query"], "room=3");
+    let headers = req["headers"].as_array().unwrap();
+    assert!(
+        headers.iter().any(
+            |h| h[0].as_str().unwrap().eq_ignore_ascii_case("authorization")
+                && h[1] == "Bearer zed"
+        ),
+        "{req}"
+    );
+    // SAFETY: live engine; valid strings.
+    unsafe {
+        assert_eq!(
+            switchyard_engine_answer_upgrade(e, conn, 200, ptr::null(), 0, ptr::null()),
+            SWITCHYARD_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            switchyard_engine_answer_upgrade(e, conn, 0, c"{nope".as_ptr(), 5, ptr::null()),
+            SWITCHYARD_INVALID_JSON
+        );
+        let session = c"{\"user\":\"zed\"}";
+        let len = session.to_bytes().len();
+        assert_eq!(
+            switchyard_engine_answer_upgrade(e, conn, 0, session.as_ptr(), len, ptr::null()),
+            SWITCHYARD_OK
+        );
+    }
+    let mut ws = client.join().unwrap().expect("accepted");
+    let r = request(&mut ws, json!({"action": "me", "rid": 1}));
+    assert_eq!(
+        r,
+        json!({"action": "me", "rid": 1, "session": {"user": "zed"}})
+    );
+
+    // Refused by the host: the client gets its status and body.
+    let u = url.clone();
+    let client = std::thread::spawn(move || upgrade(&u, None));
+    let (conn, _, _) = next_upgrade(cq);
+    // SAFETY: live engine; a NUL-terminated body.
+    let s =
+        unsafe { switchyard_engine_answer_upgrade(e, conn, 401, ptr::null(), 0, c"who?".as_ptr()) };
+    assert_eq!(s, SWITCHYARD_OK);
+    assert_eq!(client.join().unwrap().err(), Some((401, "who?".into())));
+    drop(ws);
+    // SAFETY: live engine and queue, used by no other thread now.
+    unsafe {
+        switchyard_engine_free(e);
+        assert_eq!(
+            switchyard_engine_answer_upgrade(ptr::null(), conn, 0, ptr::null(), 0, ptr::null()),
+            SWITCHYARD_NULL_ARGUMENT
+        );
+        switchyard_cq_free(cq);
+    }
+}
