@@ -65,9 +65,11 @@
  *    SWITCHYARD_ROUTE_EXCLUSIVE so the connection's next message sees the
  *    change. A full queue pauses reading on every socket until drained to
  *    its low watermark; no event is dropped.
- * In either mode, switchyard_channel_on_upgrade decides each WebSocket
+ * In callback mode, switchyard_channel_on_upgrade decides each WebSocket
  * handshake on the loop thread, from its path, query and headers: accept,
- * with an initial session or without, or reject with a 4xx status.
+ * with an initial session or without, or reject with a 4xx status. In
+ * queue mode, SWITCHYARD_QUEUE_UPGRADE queues each handshake as an event
+ * and the host answers with switchyard_engine_answer_upgrade.
  */
 
 
