@@ -118,6 +118,33 @@ export interface Action<Data = any, Result = any> {
   parse?: boolean
 }
 
+/** A WebSocket handshake as `onUpgrade` sees it. */
+export declare class UpgradeRequest {
+  /** The id the connection will have (as `ctx.connectionId`) if accepted. */
+  readonly connectionId: number
+  /** The channel's name. */
+  readonly channel: string
+  /** The request path, e.g. `/chat`. */
+  readonly path: string
+  /** The query string without the `?` ('' when none), e.g. `room=1&x=2`. */
+  readonly query: string
+  /** Headers by lower-cased name; a repeated header keeps its first value. */
+  readonly headers: Record<string, string>
+  /** Every header as sent: [name, value] pairs, names in the client's case. */
+  readonly rawHeaders: Array<[string, string]>
+  /** A header's (first) value by name, any case; undefined when absent. */
+  header (name: string): string | undefined
+}
+
+/**
+ * What `onUpgrade` decides: `undefined`, `null` or `true` accept without a
+ * session; `{ session }` accepts with that initial session; `false` refuses
+ * with 403; `{ reject, body }` refuses with `reject` (400-499) and the
+ * plain-text `body`.
+ */
+export type UpgradeResult<Session = any> =
+  undefined | null | boolean | { session: Session | RawJson | null } | { reject: number, body?: string }
+
 export interface ChannelDefinition {
   /** Default `/NAME`. */
   path?: string
@@ -125,6 +152,14 @@ export interface ChannelDefinition {
   routingKeys?: string[]
   /** Close the connection (1003) after any error frame. */
   closeOnError?: boolean
+  /**
+   * Decides each WebSocket handshake to this channel (before the connection
+   * exists; the client waits, up to `handshakeTimeoutMs`, then gets 503).
+   * Throwing a SwitchyardError refuses with 401 (code `unauthorized`) or 403
+   * (any other code), its message as the body; any other throw or rejection
+   * refuses with 403 `internal error` and goes to `onError`.
+   */
+  onUpgrade?: (req: UpgradeRequest) => UpgradeResult | Promise<UpgradeResult>
   onConnect?: (ctx: Context) => void | Promise<void>
   /** Sends from it go nowhere. */
   onDisconnect?: (ctx: Context) => void | Promise<void>
@@ -167,7 +202,10 @@ export interface EngineOptions {
   queueLowWatermark?: number
   /** Global middleware, outermost. */
   middleware?: Middleware[]
-  /** Called with every non-SwitchyardError a handler or hook throws (default: console.error). */
+  /**
+   * Called with every non-SwitchyardError a handler or hook throws (default:
+   * console.error); `ctx` is null for onUpgrade.
+   */
   onError?: (err: unknown, ctx: Context | null) => void
 }
 

@@ -9,6 +9,6 @@
 // package runs the handlers on the JS thread through the C ABI's completion
 // queue. See README.md and index.d.ts.
 
-export { createEngine, Engine, Context } from './lib/engine.js'
+export { createEngine, Engine, Context, UpgradeRequest } from './lib/engine.js'
 export { SwitchyardError, RawJson, rawJson } from './lib/errors.js'
 export { abiVersion, libPath as libraryPath } from './lib/ffi.js'

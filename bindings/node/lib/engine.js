@@ -228,6 +228,36 @@ export class Context {
   }
 }
 
+/**
+ * A WebSocket handshake as a channel's onUpgrade sees it: `path`, `query`
+ * (without the `?`, '' when none), `headers` (lower-cased names; the first
+ * value of a repeated header), `rawHeaders` ([name, value] pairs as sent),
+ * the `connectionId` the connection will have, and the channel's name.
+ */
+export class UpgradeRequest {
+  constructor (connId, channel, path, query, rawHeaders) {
+    this.connectionId = connId
+    this.channel = channel
+    this.path = path
+    this.query = query
+    this.rawHeaders = rawHeaders
+    const headers = {}
+    for (const [name, value] of rawHeaders) {
+      const k = String(name).toLowerCase()
+      if (Object.hasOwn(headers, k)) continue
+      // A header named __proto__ is a member like the others.
+      Object.defineProperty(headers, k, { value, enumerable: true, writable: true, configurable: true })
+    }
+    this.headers = headers
+  }
+
+  /** A header's (first) value by name, any case; undefined when absent. */
+  header (name) {
+    const k = String(name).toLowerCase()
+    return Object.hasOwn(this.headers, k) ? this.headers[k] : undefined
+  }
+}
+
 /** A request in flight. */
 class Req {
   constructor (id, conn, connId, route, action, payloadText) {
@@ -324,8 +354,8 @@ export class Engine {
   }
 
   /**
-   * Defines a channel: `{ path, routingKeys, closeOnError, onConnect,
-   * onDisconnect, onMessage, onBinary, middleware, channelMiddleware,
+   * Defines a channel: `{ path, routingKeys, closeOnError, onUpgrade,
+   * onConnect, onDisconnect, onMessage, onBinary, middleware, channelMiddleware,
    * rateLimit, topics, actions: { name: func | { func, auth, exclusive,
    * input, output, middleware, permission, rateLimit, parse } } }`.
    */
@@ -333,6 +363,9 @@ export class Engine {
     if (this._state !== 'new') throw new Error('switchyard: define channels before listen()')
     if (typeof name !== 'string' || name === '') throw new TypeError('channel: the name must be a non-empty string')
     if (this._channels.has(name)) throw new Error(`switchyard: channel '${name}' is defined twice`)
+    if (def.onUpgrade !== undefined && typeof def.onUpgrade !== 'function') {
+      throw new TypeError(`channel '${name}': onUpgrade must be a function`)
+    }
     const actions = def.actions ?? {}
     const routes = new Map()
     for (const [action, spec] of Object.entries(actions)) {
@@ -361,6 +394,7 @@ export class Engine {
       path: def.path ?? `/${name}`,
       routingKeys: def.routingKeys,
       closeOnError: !!def.closeOnError,
+      onUpgrade: def.onUpgrade,
       onConnect: def.onConnect,
       onDisconnect: def.onDisconnect,
       onMessage: def.onMessage,
@@ -539,6 +573,10 @@ export class Engine {
     let mask = QUEUE.OPEN | QUEUE.CLOSE | QUEUE.CANCEL
     if (ch.onMessage) mask |= QUEUE.MESSAGE
     if (ch.onBinary) mask |= QUEUE.BINARY
+    if (ch.onUpgrade) {
+      if (!C.engine_answer_upgrade) throw new Error(`switchyard: this libswitchyard cannot queue upgrades (channel '${ch.name}' onUpgrade)`)
+      mask |= QUEUE.UPGRADE
+    }
     check('queue_events', C.channel_queue_events(p, cq, mask))
   }
 
@@ -584,6 +622,7 @@ export class Engine {
             case EVENT.CANCEL: this._cancel(w[b + EV.request] + w[b + EV.request + 1] * TWO32); break
             case EVENT.MESSAGE: this._message(w, b, connId, false); break
             case EVENT.BINARY: this._message(w, b, connId, true); break
+            case EVENT.UPGRADE: this._upgrade(w, b, connId); break
           }
         } catch (e) {
           this._onError(e, null)
@@ -953,6 +992,94 @@ export class Engine {
       const r = hook(ctx, data)
       if (isThenable(r)) r.then(NOOP, (e) => this._onError(e, ctx))
     } catch (e) { this._onError(e, ctx) }
+  }
+
+  // ---- Upgrades ----------------------------------------------------------
+
+  /**
+   * A handshake that waits for the channel's onUpgrade. The hook's result
+   * (or its promise's) is the answer; the handshake timeout (503) runs from
+   * the accept, so a hook that never settles does not hold the client.
+   */
+  _upgrade (w, b, connId) {
+    const ch = this._channelAt(w, b)
+    const pPtr = w[b + EV.payload] + w[b + EV.payload + 1] * TWO32
+    const pLen = w[b + EV.payloadLen]
+    let r
+    try {
+      const { path, query, headers } = JSON.parse(decodeString(pPtr, pLen))
+      const req = new UpgradeRequest(connId, ch ? ch.name : undefined, path, query ?? '', headers ?? [])
+      r = ch && ch.onUpgrade ? ch.onUpgrade(req) : undefined
+    } catch (e) {
+      this._upgradeFailed(connId, e)
+      return
+    }
+    if (isThenable(r)) r.then((v) => this._upgradeDecided(connId, v), (e) => this._upgradeFailed(connId, e))
+    else this._upgradeDecided(connId, r)
+  }
+
+  /**
+   * undefined, null, true: accept; `{ session }`: accept with it; false:
+   * 403; `{ reject: 400-499, body }`: refuse so.
+   */
+  _upgradeDecided (connId, v) {
+    if (v === undefined || v === null || v === true) {
+      this._answerUpgrade(connId, 0, null, null)
+      return
+    }
+    if (v === false) {
+      this._answerUpgrade(connId, 403, null, null)
+      return
+    }
+    if (typeof v === 'object' && 'reject' in v) {
+      let status = v.reject
+      if (!Number.isInteger(status) || status < 400 || status > 499) {
+        try { this._onError(new RangeError(`switchyard: onUpgrade rejected with status ${status}, not 400-499 (answered 403)`), null) } catch {}
+        status = 403
+      }
+      this._answerUpgrade(connId, status, null, v.body == null ? null : String(v.body))
+      return
+    }
+    if (typeof v === 'object' && 'session' in v) {
+      let json = null
+      if (v.session != null) {
+        try {
+          json = toJson(v.session) ?? null
+        } catch (e) {
+          this._upgradeFailed(connId, e)
+          return
+        }
+      }
+      this._answerUpgrade(connId, 0, json, null)
+      return
+    }
+    this._upgradeFailed(connId, new TypeError('switchyard: onUpgrade must return undefined, true, false, ' +
+      `{ session } or { reject, body }, got ${Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object without either' : typeof v}`))
+  }
+
+  /** A SwitchyardError refuses (401 for `unauthorized`, else 403); any other throw is reported and refused. */
+  _upgradeFailed (connId, err) {
+    if (err instanceof SwitchyardError) {
+      this._answerUpgrade(connId, err.code === 'unauthorized' ? 401 : 403, null, err.message)
+      return
+    }
+    try { this._onError(err, null) } catch {}
+    const body = this._options.debug ? String(err && err.message !== undefined ? err.message : err) : 'internal error'
+    this._answerUpgrade(connId, 403, null, body)
+  }
+
+  /** switchyard_engine_answer_upgrade; false when the client is gone (or the engine stopped). */
+  _answerUpgrade (connId, status, json, body) {
+    if (this._ptr === null) return false
+    if (body !== null && body.includes('\0')) body = body.replaceAll('\0', ' ')
+    const s = C.engine_answer_upgrade(this._ptr, connId, status, json, json === null ? 0 : Buffer.byteLength(json), body)
+    if (s === STATUS.OK) return true
+    if (s === STATUS.STALE || s === STATUS.STOPPED) return false
+    // Refused (session JSON that is not JSON): the client still needs an answer.
+    const why = C.strerror(s)
+    try { this._onError(callError('answer upgrade', s), null) } catch {}
+    C.engine_answer_upgrade(this._ptr, connId, 403, null, 0, this._options.debug ? why : 'internal error')
+    return false
   }
 
   // ---- Replies -----------------------------------------------------------

@@ -132,6 +132,8 @@ export const C = {
   engine_reply_error: fn('int32_t switchyard_engine_reply_error(const switchyard_engine *engine, uint64_t request_id, const char *code, const char *message)'),
   reply_batch: fn('int32_t switchyard_reply_batch(const switchyard_engine *engine, const void *replies, size_t n, void *statuses)'),
   engine_send_json: fn('int32_t switchyard_engine_send_json(const switchyard_engine *engine, uint64_t conn_id, const char *json, size_t len)'),
+  // Queued upgrades (SWITCHYARD_QUEUE_UPGRADE); null when the library predates them.
+  engine_answer_upgrade: optional('int32_t switchyard_engine_answer_upgrade(const switchyard_engine *engine, uint64_t conn_id, uint16_t status, const char *session_json, size_t session_len, const char *body)'),
   engine_close: fn('int32_t switchyard_engine_close(const switchyard_engine *engine, uint64_t conn_id, uint16_t code, const char *reason)'),
   engine_publish_json: fn('int32_t switchyard_engine_publish_json(const switchyard_engine *engine, const char *topic, size_t topic_len, const char *json, size_t json_len)'),
   engine_publish_except: fn('int32_t switchyard_engine_publish_except(const switchyard_engine *engine, const char *topic, size_t topic_len, const char *json, size_t json_len, uint64_t except_conn)'),
@@ -198,8 +200,8 @@ export const STATUS = {
 
 export const ROUTE_PUBLIC = 1
 export const ROUTE_EXCLUSIVE = 2
-export const EVENT = { OPEN: 1, REQUEST: 2, MESSAGE: 3, CLOSE: 4, CANCEL: 5, BINARY: 6 }
-export const QUEUE = { OPEN: 1, CLOSE: 2, MESSAGE: 4, CANCEL: 8, BINARY: 16 }
+export const EVENT = { OPEN: 1, REQUEST: 2, MESSAGE: 3, CLOSE: 4, CANCEL: 5, BINARY: 6, UPGRADE: 7 }
+export const QUEUE = { OPEN: 1, CLOSE: 2, MESSAGE: 4, CANCEL: 8, BINARY: 16, UPGRADE: 32 }
 export const RATE_SCOPE = { connection: 0, connectionRoute: 1, shared: 2 }
 export const SLOW_CONSUMER = { close: 0, drop: 1 }
 
