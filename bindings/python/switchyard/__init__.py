@@ -26,6 +26,8 @@ from .engine import (
     Next,
     Outbound,
     Route,
+    UpgradeHook,
+    UpgradeRequest,
 )
 from .errors import EngineError, SwitchyardError
 
@@ -44,5 +46,7 @@ __all__ = [
     "Outbound",
     "Route",
     "SwitchyardError",
+    "UpgradeHook",
+    "UpgradeRequest",
     "__version__",
 ]

@@ -134,6 +134,7 @@ switchyard_status switchyard_engine_reply(const struct switchyard_engine *engine
 switchyard_status switchyard_engine_reply_error(const struct switchyard_engine *engine, uint64_t request_id, const char *code, const char *message);
 switchyard_status switchyard_reply_batch(const struct switchyard_engine *engine, const struct switchyard_reply *replies, size_t n, switchyard_status *statuses);
 switchyard_status switchyard_engine_send_json(const struct switchyard_engine *engine, uint64_t conn_id, const char *json, size_t len);
+switchyard_status switchyard_engine_answer_upgrade(const struct switchyard_engine *engine, uint64_t conn_id, uint16_t status, const char *session_json, size_t session_len, const char *body);
 switchyard_status switchyard_engine_close(const struct switchyard_engine *engine, uint64_t conn_id, uint16_t code, const char *reason);
 switchyard_status switchyard_engine_publish_json(const struct switchyard_engine *engine, const char *topic, size_t topic_len, const char *json, size_t json_len);
 switchyard_status switchyard_engine_publish_except(const struct switchyard_engine *engine, const char *topic, size_t topic_len, const char *json, size_t json_len, uint64_t except_conn);
@@ -180,6 +181,7 @@ EVENT_MESSAGE = 3
 EVENT_CLOSE = 4
 EVENT_CANCEL = 5
 EVENT_BINARY = 6
+EVENT_UPGRADE = 7
 
 # switchyard_channel_queue_events mask bits.
 QUEUE_OPEN = 1
@@ -187,6 +189,7 @@ QUEUE_CLOSE = 2
 QUEUE_MESSAGE = 4
 QUEUE_CANCEL = 8
 QUEUE_BINARY = 16
+QUEUE_UPGRADE = 32
 
 # Rate-limit scopes.
 RATE_PER_CONNECTION = 0

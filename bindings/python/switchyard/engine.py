@@ -29,6 +29,10 @@ Invariants:
   waits for it; public routes (``auth=False``) are exclusive unless told
   otherwise, and a session change from a non-exclusive route logs a
   warning once per route.
+- A queued upgrade (a channel with ``on_upgrade``) is answered once, with
+  ``switchyard_engine_answer_upgrade``, unless its async hook is still
+  running past the handshake timeout (the engine has refused it with 503;
+  the task is cancelled) or the engine stops.
 """
 
 from __future__ import annotations
@@ -81,6 +85,9 @@ Outbound = Callable[["Context", Json], Union[None, Json, List[Json]]]
 Hook = Callable[["Context"], Any]
 #: ``on_message(ctx, text)`` for text no route takes (bytes for binary).
 MessageHook = Callable[["Context", Any], Any]
+#: ``on_upgrade(request)`` decides a WebSocket handshake (see
+#: :meth:`Channel.on_upgrade`); may be ``async``.
+UpgradeHook = Callable[["UpgradeRequest"], Any]
 
 _std_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -452,6 +459,70 @@ class Context:
         return f"Context(channel={self.channel.name!r}, connection_id={self.connection_id}, action={self.action!r})"
 
 
+class UpgradeRequest:
+    """A WebSocket handshake waiting for its channel's ``on_upgrade`` hook.
+
+    ``path``; ``query`` (without ``?``, empty when there is none);
+    ``raw_headers``, the ``(name, value)`` pairs in order with names as
+    the client sent them; ``headers``, lower-cased names to values (the
+    first of repeated ones). ``channel`` and ``connection_id`` (the id the
+    connection keeps once accepted) are set for requests from the engine."""
+
+    __slots__ = ("path", "query", "headers", "raw_headers", "channel", "connection_id")
+
+    def __init__(
+        self,
+        path: str,
+        query: str = "",
+        raw_headers: Iterable[Tuple[str, str]] = (),
+        *,
+        channel: Optional["Channel"] = None,
+        connection_id: int = 0,
+    ) -> None:
+        self.path = path
+        self.query = query
+        self.raw_headers: List[Tuple[str, str]] = [(str(k), str(v)) for k, v in raw_headers]
+        headers: Dict[str, str] = {}
+        for name, value in self.raw_headers:
+            headers.setdefault(name.lower(), value)
+        self.headers = headers
+        self.channel = channel
+        self.connection_id = connection_id
+
+    @classmethod
+    def _from_json(cls, raw: bytes, channel: "Channel", connection_id: int) -> "UpgradeRequest":
+        obj = _loads(raw)
+        return cls(
+            str(obj.get("path", "")),
+            str(obj.get("query") or ""),
+            [(pair[0], pair[1]) for pair in obj.get("headers") or ()],
+            channel=channel,
+            connection_id=connection_id,
+        )
+
+    def header(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        """The first header called ``name`` (any case), else ``default``."""
+        return self.headers.get(name.lower(), default)
+
+    def cookie(self, name: str, default: Optional[str] = None) -> Optional[str]:
+        """The first cookie called ``name`` in the ``Cookie`` headers, else
+        ``default``."""
+        for hname, value in self.raw_headers:
+            if hname.lower() != "cookie":
+                continue
+            for part in value.split(";"):
+                key, eq, val = part.strip().partition("=")
+                if eq and key.strip() == name:
+                    val = val.strip()
+                    if len(val) >= 2 and val[0] == val[-1] == '"':
+                        val = val[1:-1]
+                    return val
+        return default
+
+    def __repr__(self) -> str:
+        return f"UpgradeRequest(path={self.path!r}, query={self.query!r}, connection_id={self.connection_id})"
+
+
 class Route:
     """One action of a channel."""
 
@@ -534,6 +605,7 @@ class Channel:
         self.disconnect_hooks: List[Hook] = []
         self.message_hook: Optional[MessageHook] = None
         self.binary_hook: Optional[MessageHook] = None
+        self.upgrade_hook: Optional[UpgradeHook] = None
         self.rate_limits: List[Tuple[Optional[str], float, int, int]] = []
         self.audit_logs: List[Optional[str]] = []
         self.topics: Dict[str, Json] = {}
@@ -658,6 +730,21 @@ class Channel:
         self.binary_hook = fn
         return fn
 
+    def on_upgrade(self, fn: UpgradeHook) -> UpgradeHook:
+        """Decides each WebSocket handshake to this channel (one hook per
+        channel, set before ``listen()``): ``fn(request)`` gets an
+        :class:`UpgradeRequest` and may be ``async`` (it runs as a task).
+        It returns ``None`` or ``True`` to accept, ``{"session": value}``
+        to accept with that initial session, ``False`` to refuse with 403.
+        ``SwitchyardError("unauthorized", message)`` refuses with 401,
+        another code with 403, ``message`` being the body; any other
+        exception refuses with 403 ``internal error`` and is logged. A
+        handshake not decided within the engine's ``handshake_timeout_ms``
+        (counted from accept) gets 503, and the hook's task is cancelled."""
+        self.engine._not_started("set an upgrade hook")
+        self.upgrade_hook = fn
+        return fn
+
 
 class _Resume:
     """Hands a coroutine that already ran to its first suspension over to a
@@ -743,6 +830,10 @@ class Engine:
         self._sweep_every = min(1.0, max(0.01, self._reply_timeout / 4))
         self._sweeping = False
         self._hook_tasks: "set[asyncio.Future[Any]]" = set()
+        # Upgrades decided by async hooks still running, by connection: the
+        # task and the timer that cancels it after the handshake timeout.
+        self._upgrades: Dict[int, Tuple["asyncio.Future[Any]", asyncio.TimerHandle]] = {}
+        self._handshake_timeout = float(config.get("handshake_timeout_ms", 10000)) / 1000
         # Replies waiting for the next flush (see _put).
         self._rids: List[int] = []
         self._bodies: List[bytes] = []
@@ -781,6 +872,7 @@ class Engine:
         middleware: Iterable[Middleware] = (),
         on_connect: Optional[Hook] = None,
         on_disconnect: Optional[Hook] = None,
+        on_upgrade: Optional[UpgradeHook] = None,
     ) -> Channel:
         """Defines channel ``name``, served at ``path`` (default ``/name``)."""
         self._not_started("add a channel")
@@ -795,6 +887,8 @@ class Engine:
             ch.on_connect(on_connect)
         if on_disconnect:
             ch.on_disconnect(on_disconnect)
+        if on_upgrade:
+            ch.on_upgrade(on_upgrade)
         return ch
 
     def use(self, *middleware: Middleware) -> None:
@@ -935,6 +1029,8 @@ class Engine:
                 mask |= n.QUEUE_MESSAGE
             if ch.binary_hook is not None:
                 mask |= n.QUEUE_BINARY
+            if ch.upgrade_hook is not None:
+                mask |= n.QUEUE_UPGRADE
             self._check(lib.switchyard_channel_queue_events(c, self._cq, mask), "queue_events")
         except BaseException:
             lib.switchyard_channel_free(c)
@@ -964,7 +1060,12 @@ class Engine:
             for task, ctx, _ in list(self._pending.values()):
                 ctx.cancelled = True
                 task.cancel()
-            waiting = [t for t, _, _ in self._pending.values()] + list(self._hook_tasks)
+            upgrades = list(self._upgrades.values())
+            self._upgrades.clear()
+            for utask, timer in upgrades:
+                timer.cancel()
+                utask.cancel()
+            waiting = [t for t, _, _ in self._pending.values()] + list(self._hook_tasks) + [t for t, _ in upgrades]
             if waiting:
                 await asyncio.wait(waiting, timeout=5)
             self._pending.clear()
@@ -1184,6 +1285,9 @@ class Engine:
         elif kind == 3 or kind == 6:  # MESSAGE, BINARY
             ch = self._by_addr.get(chan) or self._channel_at(chan)
             self._on_data(ch, kind, conn, payload)
+        elif kind == 7:  # UPGRADE
+            ch = self._by_addr.get(chan) or self._channel_at(chan)
+            self._upgrade(ch, conn, payload)
         return off + al + pl + sl
 
     def _closed_conn(self, conn: int, channel: Callable[[], Channel]) -> None:
@@ -1235,6 +1339,9 @@ class Engine:
             elif kind == 3 or kind == 6:  # MESSAGE, BINARY
                 ch = by_ptr.get(e.channel) or self._channel_of(e)
                 self._on_data(ch, kind, e.conn_id, _unpack(e.payload, e.payload_len))
+            elif kind == 7:  # UPGRADE
+                ch = by_ptr.get(e.channel) or self._channel_of(e)
+                self._upgrade(ch, e.conn_id, _unpack(e.payload, e.payload_len))
 
     def _channel_of(self, e: Any) -> Channel:
         name = _unpack(e.channel, e.channel_len).decode("utf-8")
@@ -1425,6 +1532,117 @@ class Engine:
         self._hook_tasks.discard(task)  # type: ignore[arg-type,unused-ignore]
         if not task.cancelled() and task.exception() is not None:
             log.error("switchyard: hook failed", exc_info=task.exception())
+
+    # -- upgrades ------------------------------------------------------------
+    #
+    # An UPGRADE event runs the channel's hook; its result (or, for an
+    # async hook, its task's) is answered with switchyard_engine_answer_upgrade.
+    # The engine refuses the handshake with 503 at its handshake timeout;
+    # a task still running a little after that is cancelled, unanswered.
+
+    def _upgrade(self, ch: Channel, conn: int, raw: bytes) -> None:
+        if self._stopping:  # the answer would be stale
+            return
+        hook = ch.upgrade_hook
+        try:
+            if hook is None:  # cannot happen: only channels with a hook queue upgrades
+                raise RuntimeError(f"channel {ch.name!r} has no upgrade hook")
+            result = hook(UpgradeRequest._from_json(raw, ch, conn))
+            if type(result) not in _PLAIN and inspect.isawaitable(result):
+                loop = self._loop
+                assert loop is not None
+                task = asyncio.ensure_future(self._settle_upgrade(ch, conn, result), loop=loop)
+                if not task.done():
+                    timer = loop.call_later(self._handshake_timeout + 0.05, self._upgrade_expired, conn)
+                    self._upgrades[conn] = (task, timer)
+                return
+        except SwitchyardError as err:
+            self._refuse_upgrade(conn, err)
+            return
+        except Exception as exc:
+            self._upgrade_failed(ch, conn, exc)
+            return
+        self._decide_upgrade(ch, conn, result)
+
+    async def _settle_upgrade(self, ch: Channel, conn: int, aw: Any) -> None:
+        try:
+            result = await aw
+        except asyncio.CancelledError:
+            # Cancelled by the hook itself (not by the timeout or close(),
+            # which forget the upgrade first): refused like a failure.
+            if conn in self._upgrades:
+                self._answer_upgrade(conn, 403, None, self._internal_text(None))
+            raise
+        except SwitchyardError as err:
+            self._refuse_upgrade(conn, err)
+        except Exception as exc:
+            self._upgrade_failed(ch, conn, exc)
+        else:
+            self._decide_upgrade(ch, conn, result)
+        finally:
+            entry = self._upgrades.pop(conn, None)
+            if entry is not None:
+                entry[1].cancel()
+
+    def _upgrade_expired(self, conn: int) -> None:
+        entry = self._upgrades.pop(conn, None)
+        if entry is not None:
+            entry[0].cancel()
+
+    def _decide_upgrade(self, ch: Channel, conn: int, result: Any) -> None:
+        if result is None or result is True:
+            self._answer_upgrade(conn, 0)
+        elif result is False:
+            self._answer_upgrade(conn, 403)
+        elif isinstance(result, Mapping) and all(k == "session" for k in result):
+            session = result.get("session")
+            if session is None:
+                self._answer_upgrade(conn, 0)
+                return
+            try:
+                body = _dumps(session)
+            except Exception as exc:
+                self._upgrade_failed(ch, conn, exc)
+                return
+            self._answer_upgrade(conn, 0, body)
+        else:
+            log.error(
+                "switchyard: upgrade hook of channel %r returned %r (expected None, True, False "
+                'or {"session": value}); refusing the upgrade',
+                ch.name,
+                result,
+            )
+            self._answer_upgrade(conn, 403, None, self._internal_text(None))
+
+    def _refuse_upgrade(self, conn: int, err: SwitchyardError) -> None:
+        self._answer_upgrade(conn, 401 if err.code == "unauthorized" else 403, None, err.message)
+
+    def _upgrade_failed(self, ch: Channel, conn: int, exc: BaseException) -> None:
+        log.error("switchyard: upgrade hook of channel %r failed", ch.name, exc_info=exc)
+        self._answer_upgrade(conn, 403, None, self._internal_text(exc))
+
+    def _internal_text(self, exc: Optional[BaseException]) -> str:
+        return repr(exc) if exc is not None and self._config.get("debug") else "internal error"
+
+    def _answer_upgrade(self, conn: int, status: int, session: Optional[bytes] = None, body: Optional[str] = None) -> None:
+        """``switchyard_engine_answer_upgrade``: 0 accepts (with ``session``,
+        JSON text, or without), 400-499 refuses with ``body``. A stale
+        connection (the client left, or got its 503) is not an error."""
+        if self._ptr is None or self._stopping:
+            return
+        s = self._lib.switchyard_engine_answer_upgrade(
+            self._ptr,
+            conn,
+            status,
+            session if session is not None else ffi.NULL,
+            len(session) if session is not None else 0,
+            body.replace("\0", " ").encode("utf-8") if body else ffi.NULL,
+        )
+        if s == 0 or s == n.STALE:
+            return
+        log.error("switchyard: the engine refused an upgrade answer (%s)", n.strerror(s))
+        if status == 0:  # an accept it could not take: the client still gets an answer
+            self._answer_upgrade(conn, 403, None, "internal error")
 
     # -- replies and effects ----------------------------------------------
 
