@@ -236,3 +236,28 @@ fn an_answer_for_a_client_that_left_says_so() {
     assert_eq!(engine.stats().connections_total, 0);
     engine.stop();
 }
+
+#[test]
+fn frames_sent_before_the_answer_run_after_it() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let engine = start(config(), vec![deferred(tx)]);
+    let _host = host(&engine, rx, std::time::Duration::from_millis(100), 1);
+    // A client that does not wait for its 101: the request and a frame in
+    // one write. The frame waits with the request for the host's answer.
+    let mut s = TcpStream::connect(engine.local_addr()).unwrap();
+    s.set_read_timeout(Some(util::READ_TIMEOUT)).unwrap();
+    let mut bytes = "GET /d HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer eve\r\n\r\n".as_bytes().to_vec();
+    bytes.extend(client_frame(FIN | TEXT, br#"{"action":"whoami","rid":9}"#));
+    s.write_all(&bytes).unwrap();
+    let head = read_http_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let hello = read_frame(&mut s).unwrap();
+    assert_eq!(hello.payload, br#"{"hello":true}"#);
+    let reply = read_frame(&mut s).unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(
+        reply,
+        json!({"action":"whoami","rid":9,"session":{"user":"eve"}})
+    );
+    engine.stop();
+}
