@@ -921,28 +921,26 @@ fn handshake(env: &mut Env<'_>, id: ConnId, conn: &mut Conn, buf: &[u8]) -> usiz
     };
     let ch = &shared.channels[channel];
     let decision = if let Some(hook) = &ch.on_upgrade_deferred {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(&req, id))) {
-            log::error!(
-                "switchyard: upgrade hook panicked: {}",
-                pipeline::panic_message(&*panic)
-            );
-            conn.http_reply(HttpResponse::text(500, "internal error\n").to_bytes());
-            return buf.len();
+        match catch_unwind(AssertUnwindSafe(|| hook(&req, id))) {
+            Ok(()) => {
+                // The request stays in `inbuf` until the host answers.
+                conn.phase = Phase::UpgradePending;
+                conn.channel = channel as u16;
+                return 0;
+            }
+            Err(panic) => Err(panic),
         }
-        // The request stays in `inbuf` until the host answers.
-        conn.phase = Phase::UpgradePending;
-        conn.channel = channel as u16;
-        return 0;
     } else if let Some(hook) = &ch.on_upgrade {
-        catch_unwind(AssertUnwindSafe(|| hook(&req))).map_err(|panic| {
-            log::error!(
-                "switchyard: upgrade hook panicked: {}",
-                pipeline::panic_message(&*panic)
-            );
-        })
+        catch_unwind(AssertUnwindSafe(|| hook(&req)))
     } else {
         Ok(Upgrade::Accept)
     };
+    let decision = decision.map_err(|panic| {
+        log::error!(
+            "switchyard: upgrade hook panicked: {}",
+            pipeline::panic_message(&*panic)
+        );
+    });
     let core = env.core;
     upgrade(
         shared,

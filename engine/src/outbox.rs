@@ -102,57 +102,37 @@ impl Outbox {
         }
     }
 
-    /// Writes as much as `w` takes. A queue of more than one frame and at
-    /// most `COALESCE_BYTES` is copied into one buffer and written with one
-    /// `write`; anything else (or left over) goes `MAX_IOVECS` frames per
+    /// Writes as much as `w` takes. While more than one frame and at most
+    /// `COALESCE_BYTES` are queued, they are copied into one buffer and
+    /// written with one `write`; otherwise `MAX_IOVECS` frames go per
     /// `write_vectored`. Returns the bytes written, the calls made and
     /// whether the queue drained.
     pub fn write_to(&mut self, w: &mut impl Write) -> io::Result<Written> {
         let mut total = 0;
         let mut calls = 0;
-        if self.frames.len() > 1 && self.queued_bytes <= COALESCE_BYTES {
-            // Many small frames: one contiguous buffer costs the kernel less
-            // than an iovec per frame.
-            let r = SCRATCH.with(|scratch| {
-                let mut buf = scratch.borrow_mut();
-                buf.clear();
-                for f in &self.frames {
-                    buf.extend_from_slice(f);
-                }
-                loop {
-                    calls += 1;
-                    match w.write(&buf) {
-                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) => return Ok(Some(n)),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-            })?;
-            match r {
-                None => {
-                    return Ok(Written {
-                        bytes: 0,
-                        calls,
-                        flush: Flush::WouldBlock,
-                    })
-                }
-                Some(n) => {
-                    total += n;
-                    self.advance(n);
-                }
-            }
-        }
         while !self.frames.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut n = 0;
-            for frame in self.frames.iter().take(MAX_IOVECS) {
-                slices[n] = IoSlice::new(frame);
-                n += 1;
-            }
             calls += 1;
-            let written = match w.write_vectored(&slices[..n]) {
+            let result = if self.frames.len() > 1 && self.queued_bytes <= COALESCE_BYTES {
+                // Many small frames: one contiguous buffer costs the kernel
+                // less than an iovec per frame.
+                SCRATCH.with(|scratch| {
+                    let mut buf = scratch.borrow_mut();
+                    buf.clear();
+                    for f in &self.frames {
+                        buf.extend_from_slice(f);
+                    }
+                    w.write(&buf)
+                })
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut n = 0;
+                for frame in self.frames.iter().take(MAX_IOVECS) {
+                    slices[n] = IoSlice::new(frame);
+                    n += 1;
+                }
+                w.write_vectored(&slices[..n])
+            };
+            let written = match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => written,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
