@@ -24,7 +24,7 @@ use util::*;
 /// A raw engine pointer that test threads may share (every call used from
 /// them is documented thread-safe).
 #[derive(Clone, Copy)]
-struct EnginePtr(*mut switchyard_engine);
+pub(crate) struct EnginePtr(pub(crate) *mut switchyard_engine);
 // SAFETY: the engine's reply/publish calls are thread-safe by contract.
 unsafe impl Send for EnginePtr {}
 // SAFETY: as above.
@@ -71,13 +71,13 @@ fn probe(tx: mpsc::Sender<u64>) -> *mut c_void {
     .cast()
 }
 
-fn ok(s: switchyard_status) {
+pub(crate) fn ok(s: switchyard_status) {
     // SAFETY: strerror returns a static NUL-terminated string.
     let name = unsafe { CStr::from_ptr(switchyard_strerror(s)) };
     assert_eq!(s, SWITCHYARD_OK, "{name:?}");
 }
 
-fn channel(name: &str) -> *mut switchyard_channel {
+pub(crate) fn channel(name: &str) -> *mut switchyard_channel {
     let mut ch = ptr::null_mut();
     let name = std::ffi::CString::new(name).unwrap();
     // SAFETY: valid string and out-param.
@@ -85,7 +85,7 @@ fn channel(name: &str) -> *mut switchyard_channel {
     ch
 }
 
-fn start(channels: &[*mut switchyard_channel]) -> (EnginePtr, String) {
+pub(crate) fn start(channels: &[*mut switchyard_channel]) -> (EnginePtr, String) {
     let mut e = ptr::null_mut();
     let mut err = [0 as c_char; 256];
     // SAFETY: valid arrays and out-params.
@@ -377,7 +377,7 @@ fn free_user_data_runs_exactly_once_on_every_path() {
     assert_eq!(COUNT.load(Ordering::SeqCst), 5, "engine free");
 }
 
-fn cq_new(capacity: usize, low: usize) -> *mut switchyard_cq {
+pub(crate) fn cq_new(capacity: usize, low: usize) -> *mut switchyard_cq {
     let mut cq = ptr::null_mut();
     // SAFETY: valid out-param.
     ok(unsafe { switchyard_cq_new(capacity, low, &mut cq, ptr::null_mut(), 0) });
@@ -879,7 +879,7 @@ fn host_thread_calls_reach_the_connection() {
 }
 
 /// The raw records of one drain.
-fn drain_raw(cq: *mut switchyard_cq, max: usize) -> Vec<switchyard_event> {
+pub(crate) fn drain_raw(cq: *mut switchyard_cq, max: usize) -> Vec<switchyard_event> {
     let mut buf = vec![
         switchyard_event {
             kind: 0,

@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::ptr;
 use std::sync::Mutex;
 
+use crate::abi::{channel, cq_new, drain_raw, ok, start};
 use serde_json::json;
 use switchyard::callback::*;
 use switchyard::channel::*;
@@ -135,6 +136,23 @@ fn upgrade(url: &str, token: Option<&str>) -> Result<Ws, (u16, String)> {
     }
 }
 
+/// Adds the route `me` (needs a session), which answers with the session.
+fn add_whoami(ch: *mut switchyard_channel) {
+    // SAFETY: live channel; `whoami` is a valid handler.
+    ok(unsafe {
+        switchyard_channel_add_route(
+            ch,
+            c"me".as_ptr(),
+            0,
+            Some(whoami),
+            ptr::null_mut(),
+            None,
+            ptr::null_mut(),
+            0,
+        )
+    });
+}
+
 fn take_seen() -> Vec<(String, switchyard_status)> {
     std::mem::take(&mut *SEEN.lock().unwrap())
 }
@@ -145,54 +163,24 @@ fn pair(what: &str, s: switchyard_status) -> (String, switchyard_status) {
 
 #[test]
 fn an_upgrade_callback_accepts_with_a_session_or_rejects() {
-    let mut ch = ptr::null_mut();
-    // SAFETY: valid strings, out-params and functions.
+    let ch = channel("u");
+    // SAFETY: live channel; valid functions.
     unsafe {
-        assert_eq!(
-            switchyard_channel_new(c"u".as_ptr(), &mut ch, ptr::null_mut(), 0),
-            SWITCHYARD_OK
-        );
         assert_eq!(
             switchyard_channel_on_upgrade(ch, None, ptr::null_mut(), None),
             SWITCHYARD_NULL_ARGUMENT
         );
-        assert_eq!(
-            switchyard_channel_on_upgrade(ch, Some(decide), ptr::null_mut(), None),
-            SWITCHYARD_OK
-        );
-        let me = switchyard_channel_add_route(
+        ok(switchyard_channel_on_upgrade(
             ch,
-            c"me".as_ptr(),
-            0, // needs a session
-            Some(whoami),
+            Some(decide),
             ptr::null_mut(),
             None,
-            ptr::null_mut(),
-            0,
-        );
-        assert_eq!(me, SWITCHYARD_OK);
+        ));
     }
-    let mut e = ptr::null_mut();
-    // SAFETY: valid arrays and out-params.
-    let s = unsafe {
-        switchyard_engine_new(
-            ptr::null(),
-            &ch,
-            1,
-            c"127.0.0.1:0".as_ptr(),
-            &mut e,
-            ptr::null_mut(),
-            0,
-        )
-    };
-    assert_eq!(s, SWITCHYARD_OK);
-    let mut port = 0u16;
-    // SAFETY: live engine.
-    assert_eq!(
-        unsafe { switchyard_engine_local_port(e, &mut port) },
-        SWITCHYARD_OK
-    );
-    let url = format!("ws://127.0.0.1:{port}/u");
+    add_whoami(ch);
+    let (e, base) = start(&[ch]);
+    let e = e.0;
+    let url = format!("{base}/u");
     take_seen();
 
     // No token: 401 with the body, and the engine stays up.
@@ -263,25 +251,8 @@ fn next_upgrade(cq: *mut switchyard::cq::switchyard_cq) -> (u64, String, serde_j
     use switchyard::cq::*;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let mut evs = [switchyard_event {
-            kind: 0,
-            reserved: 0,
-            conn_id: 0,
-            request_id: 0,
-            channel: ptr::null(),
-            channel_len: 0,
-            action: ptr::null(),
-            action_len: 0,
-            payload: ptr::null(),
-            payload_len: 0,
-            session: ptr::null(),
-            session_len: 0,
-        }; 4];
-        let mut n = 0;
-        // SAFETY: `evs` holds 4 records.
-        let s = unsafe { switchyard_cq_drain(cq, evs.as_mut_ptr(), evs.len(), &mut n) };
-        assert_eq!(s, SWITCHYARD_OK);
-        if let Some(ev) = evs[..n].iter().find(|e| e.kind == SWITCHYARD_EVENT_UPGRADE) {
+        let evs = drain_raw(cq, 4);
+        if let Some(ev) = evs.iter().find(|e| e.kind == SWITCHYARD_EVENT_UPGRADE) {
             // SAFETY: the drain's strings stay valid until the next drain.
             let (channel, request) = unsafe {
                 (
@@ -299,55 +270,14 @@ fn next_upgrade(cq: *mut switchyard::cq::switchyard_cq) -> (u64, String, serde_j
 #[test]
 fn a_queued_upgrade_is_answered_by_the_host() {
     use switchyard::cq::*;
-    let mut cq = ptr::null_mut();
-    let mut ch = ptr::null_mut();
-    // SAFETY: valid strings, out-params and functions.
-    unsafe {
-        assert_eq!(
-            switchyard_cq_new(64, 16, &mut cq, ptr::null_mut(), 0),
-            SWITCHYARD_OK
-        );
-        assert_eq!(
-            switchyard_channel_new(c"q".as_ptr(), &mut ch, ptr::null_mut(), 0),
-            SWITCHYARD_OK
-        );
-        assert_eq!(
-            switchyard_channel_queue_events(ch, cq, SWITCHYARD_QUEUE_UPGRADE),
-            SWITCHYARD_OK
-        );
-        let me = switchyard_channel_add_route(
-            ch,
-            c"me".as_ptr(),
-            0,
-            Some(whoami),
-            ptr::null_mut(),
-            None,
-            ptr::null_mut(),
-            0,
-        );
-        assert_eq!(me, SWITCHYARD_OK);
-    }
-    let mut e = ptr::null_mut();
-    // SAFETY: valid arrays and out-params.
-    let s = unsafe {
-        switchyard_engine_new(
-            ptr::null(),
-            &ch,
-            1,
-            c"127.0.0.1:0".as_ptr(),
-            &mut e,
-            ptr::null_mut(),
-            0,
-        )
-    };
-    assert_eq!(s, SWITCHYARD_OK);
-    let mut port = 0u16;
-    // SAFETY: live engine.
-    assert_eq!(
-        unsafe { switchyard_engine_local_port(e, &mut port) },
-        SWITCHYARD_OK
-    );
-    let url = format!("ws://127.0.0.1:{port}/q");
+    let cq = cq_new(64, 16);
+    let ch = channel("q");
+    // SAFETY: live channel and queue.
+    ok(unsafe { switchyard_channel_queue_events(ch, cq, SWITCHYARD_QUEUE_UPGRADE) });
+    add_whoami(ch);
+    let (e, base) = start(&[ch]);
+    let e = e.0;
+    let url = format!("{base}/q");
 
     // The client's handshake waits for the host's answer.
     let u = url.clone();
